@@ -1,0 +1,20 @@
+"""MLA decode attention over DeepSeek's MODEL1 FP8 KV cache, as the PyTorch custom ops ``torch.ops.flash_mla.*``."""
+
+import torch  # noqa: F401  (loads libtorch, which _C links against)
+
+from . import _C  # noqa: F401  (registers torch.ops.flash_mla)
+from . import fake  # noqa: F401  (fake kernels for torch.compile)
+from . import quant, reference
+from .ops import decode, sparse_attn_decode
+from .quant import convert_kv_layout, dequantize_kv, quantize_kv, quantize_kv_split
+
+__all__ = [
+    "sparse_attn_decode",
+    "decode",
+    "quantize_kv",
+    "dequantize_kv",
+    "convert_kv_layout",
+    "quantize_kv_split",
+    "quant",
+    "reference",
+]

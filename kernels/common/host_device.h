@@ -1,0 +1,8 @@
+// Qualifiers that let one inline function serve the CPU, CUDA and HIP backends.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define FMLA_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FMLA_HOST_DEVICE inline
+#endif

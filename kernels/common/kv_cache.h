@@ -1,0 +1,65 @@
+// The MODEL1 FP8 KV cache: dimensions, the two paged layouts, and where each part of a token lives.
+#pragma once
+
+#include <cstdint>
+
+#include "host_device.h"
+#include "numerics.h"
+
+namespace flash_mla {
+
+constexpr int kHeadDim = 512;  // d_qk = d_v: K = V = the compressed latent
+constexpr int kNopeDim = 448;  // fp8 part
+constexpr int kRopeDim = 64;   // bf16 part
+constexpr int kScaleTileDim = 64;                       // nope elements sharing one e8m0 scale
+constexpr int kNumScaleTiles = kNopeDim / kScaleTileDim;  // 7
+constexpr int kTokenBytes = 584;                        // a token's bytes in the "token" layout
+constexpr int kTokenDataBytes = kNopeDim + 2 * kRopeDim;  // 576: nope + rope
+constexpr int kTokenScaleBytes = 8;                       // 7 e8m0 scales + 1 pad
+
+enum class KVLayout : int {
+  kToken = 0,     // per token: [448 fp8 nope | 64 bf16 rope | 7 e8m0 | pad]
+  kFlashMLA = 1,  // per block: block_size x [448 fp8 nope | 64 bf16 rope], then block_size x [7 e8m0 | pad]
+};
+
+// A paged cache as the kernels see it: raw bytes, a block stride, and how to read a token.
+struct PagedKVCache {
+  const uint8_t* data = nullptr;
+  int64_t block_stride = 0;  // bytes between consecutive blocks (FlashMLA pads blocks, so not block_size * 584)
+  int block_size = 1;
+  int64_t num_tokens = 0;  // num_blocks * block_size: the exclusive bound of a valid index
+  KVLayout layout = KVLayout::kToken;
+  Fp8Format format = Fp8Format::kE4M3FNUZ;
+};
+
+// Byte pointers to the three parts of one token.
+struct TokenBytes {
+  const uint8_t* nope;    // 448 fp8
+  const uint8_t* rope;    // 64 bf16
+  const uint8_t* scales;  // 7 e8m0
+};
+
+FMLA_HOST_DEVICE bool is_valid_token(int64_t index, int64_t num_tokens) { return index >= 0 && index < num_tokens; }
+
+// Only for a valid index (is_valid_token): an invalid one would address memory outside the cache.
+FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int64_t token) {
+  const int64_t block = token / cache.block_size;
+  const int64_t offset = token - block * cache.block_size;
+  const uint8_t* block_base = cache.data + block * cache.block_stride;
+  if (cache.layout == KVLayout::kToken) {
+    const uint8_t* base = block_base + offset * kTokenBytes;
+    return {base, base + kNopeDim, base + kTokenDataBytes};
+  }
+  const uint8_t* base = block_base + offset * kTokenDataBytes;
+  return {base, base + kNopeDim,
+          block_base + int64_t(cache.block_size) * kTokenDataBytes + offset * kTokenScaleBytes};
+}
+
+// Number of entries of a top-k list that count: topk_length clamped to [0, topk]; no length means all.
+FMLA_HOST_DEVICE int clamp_topk_length(const int32_t* topk_length, int batch_index, int topk) {
+  if (topk_length == nullptr) return topk;
+  const int32_t length = topk_length[batch_index];
+  return length < 0 ? 0 : (length > topk ? topk : length);
+}
+
+}  // namespace flash_mla

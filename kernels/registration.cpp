@@ -1,0 +1,34 @@
+// The one registration file: the flash_mla op schemas and their CPU (and, when built, GPU) implementations.
+// ROCm torch dispatches HIP devices under the CUDA key, so one CUDA registration serves both GPU backends.
+#include <Python.h>
+#include <torch/library.h>
+
+#include "ops/ops.h"
+
+// `import flash_mla_rocm._C` loads this library, which runs the registrations below.
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+
+TORCH_LIBRARY(flash_mla, m) {
+  m.def(
+      "sparse_attn_decode(Tensor q, Tensor kv, Tensor indices, Tensor? topk_length=None, float? sm_scale=None, "
+      "Tensor? attn_sink=None, Tensor? extra_kv=None, Tensor? extra_indices=None, Tensor? extra_topk_length=None, "
+      "str kv_layout=\"token\") -> (Tensor out, Tensor lse)");
+  m.def(
+      "decode(Tensor q, Tensor kv_nope_fp8, Tensor kv_rope, Tensor kv_scales, Tensor kv_indptr, int num_heads, "
+      "float? sm_scale=None) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(flash_mla, CPU, m) {
+  m.impl("sparse_attn_decode", &flash_mla::ops::sparse_attn_decode);
+  m.impl("decode", &flash_mla::ops::decode);
+}
+
+#if defined(FLASH_MLA_WITH_GPU)
+TORCH_LIBRARY_IMPL(flash_mla, CUDA, m) {
+  m.impl("sparse_attn_decode", &flash_mla::ops::sparse_attn_decode);
+  m.impl("decode", &flash_mla::ops::decode);
+}
+#endif

@@ -1,0 +1,112 @@
+"""torch.ops.flash_mla.decode (CSR ranges) against the float64 reference, edge cases, and bad input."""
+
+import pytest
+import torch
+
+import flash_mla_rocm as fm
+from flash_mla_rocm import reference
+from flash_mla_rocm.testing import assert_out_close, make_decode_case
+
+NOPE_DTYPES = [torch.float8_e4m3fnuz, torch.float8_e4m3fn, torch.uint8]
+
+
+def check(case, sm_scale=None):
+    out = fm.decode(**case, sm_scale=sm_scale)
+    assert out.dtype == torch.bfloat16
+    assert_out_close(out, reference.decode(**case, sm_scale=sm_scale))
+    return out
+
+
+@pytest.mark.parametrize("dtype", NOPE_DTYPES)
+@pytest.mark.parametrize("heads", [1, 16, 128])
+def test_formats_and_heads(device, dtype, heads):
+    check(make_decode_case([37, 64, 1, 200], heads, dtype, device=device))
+
+
+@pytest.mark.parametrize(
+    "lengths, heads",
+    [
+        ([0, 5, 0], 7),  # empty ranges give zeros
+        ([1], 3),
+        ([20000], 8),  # a long range
+        ([3] * 200, 4),  # many batch rows
+    ],
+)
+def test_lengths(device, lengths, heads):
+    out = check(make_decode_case(lengths, heads, device=device))
+    for i, n in enumerate(lengths):
+        if n == 0:
+            assert torch.all(out[i] == 0)
+
+
+def test_custom_sm_scale(device):
+    check(make_decode_case([50, 70], 8, device=device), sm_scale=0.3)
+
+
+def test_adversarial_indptr(device):
+    """Ranges are clamped to [0, T]; a range that ends before it begins is empty."""
+    case = make_decode_case([40, 40], 8, device=device, margin=0)
+    num_tokens = case["kv_nope_fp8"].shape[0]
+    for indptr in ([-(2**31), 10, 2**31 - 1], [-5, 60, 20], [num_tokens + 1, 5, num_tokens + 9], [70, 30, 80]):
+        case["kv_indptr"] = torch.tensor(indptr, dtype=torch.int32, device=device)
+        check(case)
+
+
+def test_no_tokens(device):
+    case = make_decode_case([0, 0], 4, device=device, margin=0)
+    assert case["kv_nope_fp8"].shape[0] == 0
+    out = check(case)
+    assert torch.all(out == 0)
+
+
+def test_no_batch_rows(device):
+    case = make_decode_case([], 4, device=device)
+    assert fm.decode(**case).shape == (0, 4, 512)
+
+
+def test_same_input_same_bits(device):
+    case = make_decode_case([300, 1000], 32, device=device)
+    assert torch.equal(fm.decode(**case), fm.decode(**case))
+
+
+def test_non_contiguous_inputs(device):
+    case = make_decode_case([30, 20], 4, device=device)
+    expected = fm.decode(**case)
+    strided = {
+        "q": case["q"].transpose(0, 1).contiguous().transpose(0, 1),
+        "kv_scales": case["kv_scales"].t().contiguous().t(),
+        "kv_rope": case["kv_rope"].t().contiguous().t(),
+    }
+    assert not any(t.is_contiguous() for t in strided.values())
+    assert torch.equal(fm.decode(**dict(case, **strided)), expected)
+
+
+BAD_INPUTS = [
+    ("q", lambda c: c["q"].half(), TypeError, "q must have dtype"),
+    ("q", lambda c: c["q"][None], ValueError, r"q must have shape \[B, H, 512\]"),
+    ("kv_nope_fp8", lambda c: c["kv_nope_fp8"].view(torch.int8), TypeError, "kv_nope_fp8 must have dtype"),
+    ("kv_nope_fp8", lambda c: c["kv_nope_fp8"][:, :447], ValueError, r"kv_nope_fp8 must have shape \[T, 448\]"),
+    ("kv_rope", lambda c: c["kv_rope"].float(), TypeError, "kv_rope must have dtype"),
+    ("kv_rope", lambda c: c["kv_rope"][1:], ValueError, r"kv_rope must have shape \[T, 64\]"),
+    ("kv_scales", lambda c: c["kv_scales"].double(), TypeError, "kv_scales must have dtype"),
+    ("kv_scales", lambda c: c["kv_scales"][:, :6], ValueError, r"kv_scales must have shape \[T, 7\]"),
+    ("kv_indptr", lambda c: c["kv_indptr"].long(), TypeError, "kv_indptr must have dtype"),
+    ("kv_indptr", lambda c: c["kv_indptr"][:-1], ValueError, r"kv_indptr must have shape \[B \+ 1\]"),
+    ("num_heads", lambda c: c["num_heads"] + 1, ValueError, "num_heads must equal q.shape"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, error, message", BAD_INPUTS)
+def test_bad_input_raises_naming_the_argument(device, name, corrupt, error, message):
+    case = make_decode_case([10, 12], 4, device=device)
+    case[name] = corrupt(case)
+    with pytest.raises(error, match=message):
+        fm.decode(**case)
+
+
+def test_tensor_on_another_device_raises(device):
+    """On the CPU the call dispatches to the fake kernel (meta wins), on a GPU to the op's own check."""
+    case = make_decode_case([10, 12], 4, device=device)
+    other = torch.device("meta" if device == "cpu" else "cpu")
+    with pytest.raises((ValueError, RuntimeError), match="kv_rope must be on"):
+        fm.decode(**dict(case, kv_rope=case["kv_rope"].to(other)))

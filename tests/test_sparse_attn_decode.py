@@ -1,0 +1,213 @@
+"""torch.ops.flash_mla.sparse_attn_decode against the float64 reference, edge cases, and bad input."""
+
+import pytest
+import torch
+
+import flash_mla_rocm as fm
+from flash_mla_rocm import reference
+from flash_mla_rocm.testing import assert_lse_close, assert_out_close, make_sparse_case, random_latent
+
+CACHE_DTYPES = [torch.uint8, torch.float8_e4m3fnuz, torch.float8_e4m3fn]
+LAYOUTS = ["token", "flashmla"]
+
+
+def check(case):
+    out, lse = fm.sparse_attn_decode(**case)
+    ref_out, ref_lse = reference.sparse_attn_decode(**case)
+    assert out.dtype == torch.bfloat16 and lse.dtype == torch.float32
+    assert_out_close(out, ref_out)
+    assert_lse_close(lse, ref_lse)
+    return out, lse
+
+
+@pytest.mark.parametrize("kv_layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", CACHE_DTYPES)
+def test_layouts_and_formats(device, kv_layout, dtype):
+    check(make_sparse_case(3, 2, 16, 96, 5, 64, kv_layout, dtype, invalid_fraction=0.1, device=device))
+
+
+@pytest.mark.parametrize(
+    "b, s_q, h_q, topk, num_blocks, block_size",
+    [
+        (1, 1, 1, 1, 1, 1),  # the smallest problem
+        (2, 1, 5, 33, 40, 1),  # block_size 1, odd head count
+        (2, 3, 24, 70, 3, 61),  # s_q 3, odd block size, h_q not a multiple of 16
+        (1, 2, 64, 200, 4, 69),
+        (2, 1, 128, 130, 2, 256),
+        (1, 1, 4, 16384, 128, 64),  # the longest top-k
+        (130, 1, 2, 9, 8, 2),  # many batch rows
+    ],
+)
+@pytest.mark.parametrize("kv_layout", LAYOUTS)
+def test_shapes(device, b, s_q, h_q, topk, num_blocks, block_size, kv_layout):
+    check(make_sparse_case(b, s_q, h_q, topk, num_blocks, block_size, kv_layout, invalid_fraction=0.05, device=device))
+
+
+@pytest.mark.parametrize("kv_layout", LAYOUTS)
+def test_extra_cache_with_lengths_and_sink(device, kv_layout):
+    case = make_sparse_case(
+        4, 2, 16, 64, 3, 64, kv_layout, extra_topk=48, extra_num_blocks=20, extra_block_size=2,
+        topk_length=True, extra_topk_length=True, attn_sink=True, invalid_fraction=0.1, device=device,
+    )  # fmt: skip
+    check(case)
+
+
+def test_extra_cache_without_lengths(device):
+    check(make_sparse_case(2, 1, 8, 20, 2, 64, extra_topk=100, extra_num_blocks=3, extra_block_size=61, device=device))
+
+
+def test_topk_length_edges(device):
+    # Lengths -5, 0, 1, topk - 1, topk, topk + 9 on six batch rows.
+    topk = 40
+    lengths = torch.tensor([-5, 0, 1, topk - 1, topk, topk + 9], dtype=torch.int32, device=device)
+    out, lse = check(make_sparse_case(6, 2, 8, topk, 2, 64, topk_length=lengths, device=device))
+    assert torch.all(out[:2] == 0) and torch.all(lse[:2] == float("inf"))
+
+
+def test_invalid_indices_of_every_kind(device):
+    case = make_sparse_case(3, 2, 16, 64, 2, 61, invalid_fraction=0.5, device=device)
+    num_tokens = 2 * 61
+    bad = torch.tensor([-1, -(2**31), 2**31 - 1, num_tokens, num_tokens + 1, -num_tokens], dtype=torch.int32)
+    case["indices"][0, 0, : len(bad)] = bad.to(device)
+    case["indices"][1, 1, :] = -1  # a row with no valid key
+    out, lse = check(case)
+    assert torch.all(out[1, 1] == 0) and torch.all(lse[1, :, 1] == float("inf"))
+
+
+def test_empty_cache_selects_nothing(device):
+    out, lse = check(make_sparse_case(2, 1, 4, 8, 0, 64, device=device))
+    assert torch.all(out == 0) and torch.all(lse == float("inf"))
+
+
+def test_attn_sink_limits(device):
+    case = make_sparse_case(2, 1, 4, 32, 2, 64, device=device)
+    case["attn_sink"] = torch.tensor([float("inf"), float("-inf"), 0.0, 3.0], device=device)
+    out, lse = check(case)
+    plain_out, plain_lse = fm.sparse_attn_decode(**{k: v for k, v in case.items() if k != "attn_sink"})
+    assert torch.all(out[:, :, 0] == 0), "sink +inf must zero the head"
+    assert torch.equal(out[:, :, 1], plain_out[:, :, 1]), "sink -inf must change nothing"
+    assert torch.equal(lse, plain_lse), "the sink must not change lse"
+
+
+def test_custom_sm_scale(device):
+    check(make_sparse_case(2, 1, 8, 50, 2, 64, sm_scale=0.125, device=device))
+
+
+def test_layouts_give_identical_bits(device):
+    case = make_sparse_case(2, 2, 16, 80, 3, 61, "token", torch.float8_e4m3fn, device=device)
+    out, lse = fm.sparse_attn_decode(**case)
+    flashmla = dict(case, kv=fm.convert_kv_layout(case["kv"], "token", "flashmla"), kv_layout="flashmla")
+    out2, lse2 = fm.sparse_attn_decode(**flashmla)
+    assert torch.equal(out, out2) and torch.equal(lse, lse2)
+
+
+def test_same_input_same_bits(device):
+    case = make_sparse_case(3, 2, 32, 300, 4, 64, extra_topk=40, device=device)
+    out, lse = fm.sparse_attn_decode(**case)
+    out2, lse2 = fm.sparse_attn_decode(**case)
+    assert torch.equal(out, out2) and torch.equal(lse, lse2)
+
+
+@pytest.mark.parametrize("kv_layout", LAYOUTS)
+def test_cache_views(device, kv_layout):
+    """Unpadded and sliced caches, a strided view that must be copied, and a cache at an odd byte address."""
+    case = make_sparse_case(2, 1, 8, 40, 6, 61, kv_layout, torch.float8_e4m3fn, device=device)
+    kv = case["kv"]
+    expected = check(case)
+    assert torch.equal(fm.sparse_attn_decode(**dict(case, kv=kv.contiguous()))[0], expected[0])
+    # Blocks 1.. of a larger cache: indices shift by one block.
+    bigger = torch.cat([torch.full_like(kv[:1], 0x7F), kv]) if kv_layout == "token" else None
+    if bigger is not None:
+        shifted = dict(case, kv=bigger[1:])
+        assert torch.equal(fm.sparse_attn_decode(**shifted)[0], expected[0])
+    # The same cache at an odd byte address.
+    raw = torch.empty(kv.numel() + 1, dtype=torch.uint8, device=device)
+    odd = raw[1:].view(kv.shape).view(kv.dtype)
+    odd.copy_(kv.contiguous())
+    assert odd.data_ptr() % 2 == 1
+    assert torch.equal(fm.sparse_attn_decode(**dict(case, kv=odd))[0], expected[0])
+    # A view whose tokens are not 584 bytes apart is read through a copy.
+    doubled = torch.stack([kv.contiguous(), torch.full_like(kv.contiguous(), 0x7F)], dim=2).flatten(1, 2)[:, ::2]
+    assert doubled.stride(1) == 2 * 584
+    assert torch.equal(fm.sparse_attn_decode(**dict(case, kv=doubled))[0], expected[0])
+
+
+def test_non_contiguous_inputs(device):
+    case = make_sparse_case(2, 3, 8, 24, 2, 64, topk_length=True, device=device)
+    expected = fm.sparse_attn_decode(**case)
+    q = case["q"].transpose(1, 2).contiguous().transpose(1, 2)
+    indices = case["indices"].transpose(0, 2).contiguous().transpose(0, 2)
+    assert not q.is_contiguous() and not indices.is_contiguous()
+    out, lse = fm.sparse_attn_decode(**dict(case, q=q, indices=indices))
+    assert torch.equal(out, expected[0]) and torch.equal(lse, expected[1])
+
+
+def test_zero_sized_problems(device):
+    case = make_sparse_case(2, 1, 4, 8, 2, 64, device=device)
+    for q, indices in [(case["q"][:0], case["indices"][:0]), (case["q"][:, :0], case["indices"][:, :0])]:
+        out, lse = fm.sparse_attn_decode(q, case["kv"], indices)
+        assert out.shape == (*q.shape[:3], 512) and lse.shape == (q.shape[0], q.shape[2], q.shape[1])
+    out, lse = fm.sparse_attn_decode(case["q"], case["kv"], case["indices"][:, :, :0])
+    assert torch.all(out == 0) and torch.all(lse == float("inf"))
+
+
+def _valid_args(device):
+    return make_sparse_case(2, 1, 4, 8, 2, 64, extra_topk=4, device=device)
+
+
+BAD_INPUTS = [
+    ("q", lambda c: c["q"].float(), TypeError, "q must have dtype"),
+    ("q", lambda c: c["q"][0], ValueError, r"q must have shape \[b, s_q, h_q, 512\]"),
+    ("q", lambda c: c["q"][..., :448], ValueError, "q must have shape"),
+    ("kv", lambda c: c["kv"].view(torch.int8), TypeError, "kv must have dtype"),
+    ("kv", lambda c: c["kv"][..., :576], ValueError, r"kv must have shape \[num_blocks, block_size, 1, 584\]"),
+    ("kv", lambda c: c["kv"].flatten(1, 2), ValueError, "kv must have shape"),
+    ("indices", lambda c: c["indices"].long(), TypeError, "indices must have dtype"),
+    ("indices", lambda c: c["indices"][:1], ValueError, r"indices must have shape \[b, s_q, topk\]"),
+    ("topk_length", lambda c: torch.zeros(3, dtype=torch.int32, device=c["q"].device), ValueError, "topk_length"),
+    ("topk_length", lambda c: torch.zeros(2, device=c["q"].device), TypeError, "topk_length must have dtype"),
+    ("attn_sink", lambda c: torch.zeros(5, device=c["q"].device), ValueError, r"attn_sink must have shape \[h_q\]"),
+    ("attn_sink", lambda c: torch.zeros(4, dtype=torch.float64, device=c["q"].device), TypeError, "attn_sink"),
+    ("extra_kv", lambda c: c["extra_kv"].view(torch.float8_e4m3fn), ValueError, "extra_kv must have the dtype of kv"),
+    ("extra_kv", lambda c: None, ValueError, "extra_kv and extra_indices must be given together"),
+    ("extra_indices", lambda c: None, ValueError, "extra_kv and extra_indices must be given together"),
+    ("extra_indices", lambda c: c["extra_indices"][:, :, None], ValueError, "extra_indices must have shape"),
+    ("extra_topk_length", lambda c: c["extra_indices"][:, 0], ValueError, r"extra_topk_length must have shape"),
+    ("kv_layout", lambda c: "paged", ValueError, 'kv_layout must be "token" or "flashmla"'),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, error, message", BAD_INPUTS)
+def test_bad_input_raises_naming_the_argument(device, name, corrupt, error, message):
+    case = _valid_args(device)
+    case[name] = corrupt(case)
+    with pytest.raises(error, match=message):
+        fm.sparse_attn_decode(**case)
+
+
+def test_extra_topk_length_needs_extra_kv(device):
+    case = make_sparse_case(2, 1, 4, 8, 2, 64, device=device)
+    with pytest.raises(ValueError, match="extra_topk_length needs extra_kv"):
+        fm.sparse_attn_decode(**case, extra_topk_length=torch.zeros(2, dtype=torch.int32, device=device))
+
+
+def test_tensor_on_another_device_raises(device):
+    """On the CPU the call dispatches to the fake kernel (meta wins), on a GPU to the op's own check."""
+    case = make_sparse_case(2, 1, 4, 8, 2, 64, device=device)
+    other = torch.device("meta" if device == "cpu" else "cpu")
+    with pytest.raises((ValueError, RuntimeError), match="indices must be on"):
+        fm.sparse_attn_decode(**dict(case, indices=case["indices"].to(other)))
+
+
+def test_quantized_random_latents_attend_like_the_float_latents(device):
+    """End to end from latents: the fp8 cache's answer stays close to attention over the unquantized latents."""
+    latent = random_latent(2, 64, device=device)
+    kv = fm.quantize_kv(latent)
+    q = (torch.randn(1, 1, 8, 512, device=device) * 3).bfloat16()
+    indices = torch.arange(128, dtype=torch.int32, device=device).view(1, 1, 128)
+    out, _ = fm.sparse_attn_decode(q, kv, indices)
+    keys = latent.view(128, 512).double()
+    probs = torch.softmax(q[0, 0].double() @ keys.T * 512**-0.5, dim=-1)
+    exact = probs @ keys
+    cos = torch.nn.functional.cosine_similarity(out[0, 0].double().flatten(), exact.flatten(), dim=0)
+    assert cos > 0.999
