@@ -2,7 +2,13 @@
 
 import torch  # noqa: F401  (loads libtorch, which _C links against)
 
-from . import _C  # noqa: F401  (registers torch.ops.flash_mla)
+try:
+    from . import _C  # noqa: F401  (registers torch.ops.flash_mla)
+except ImportError as error:
+    raise ImportError(
+        "flash_mla_rocm's extension (_C) is not built here. Install the package (pip install --no-build-isolation .) "
+        "and import it from outside the source tree, or build it in place (python setup.py build_ext --inplace)."
+    ) from error
 from . import fake  # noqa: F401  (fake kernels for torch.compile)
 from . import quant, reference
 from .ops import decode, sparse_attn_decode

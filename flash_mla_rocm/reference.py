@@ -72,11 +72,17 @@ def sparse_attn_decode(
     return torch.stack(outs).float(), torch.stack(lses).float()
 
 
-def decode(q, kv_nope_fp8, kv_rope, kv_scales, kv_indptr, num_heads, sm_scale=None):
-    """Reference of :func:`flash_mla_rocm.decode`: out [B, H, 512] float32."""
+def decode(q, kv_nope_fp8, kv_rope, kv_scales, kv_indptr, num_heads, sm_scale=None, key_dtype=None):
+    """Reference of :func:`flash_mla_rocm.decode`: out [B, H, 512] float32.
+
+    Keys are dequantized exactly. key_dtype=torch.bfloat16 rounds each dequantized key to bf16 first: the
+    numerics of the GPU kernels, whose tensor cores take bf16 keys (exact for power-of-two scales, one rounding
+    for other scales).
+    """
     sm_scale = DEFAULT_SM_SCALE if sm_scale is None else sm_scale
     num_tokens = kv_nope_fp8.shape[0]
-    keys = dequantize_kv_split(kv_nope_fp8, kv_rope, kv_scales).double()
+    keys = dequantize_kv_split(kv_nope_fp8, kv_rope, kv_scales)
+    keys = (keys if key_dtype is None else keys.to(key_dtype)).double()
     indptr = kv_indptr.tolist()
     outs = []
     for i in range(q.shape[0]):

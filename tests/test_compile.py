@@ -82,3 +82,31 @@ def test_compile_fullgraph_decode(device):
     eager = fm.decode(**case)
     assert torch.equal(out, eager)
     torch.testing.assert_close(total, eager.float().sum(-1))
+
+
+def test_cuda_graph_replays_with_new_inputs(device):
+    if device != "cuda":
+        pytest.skip("CUDA graphs need a GPU")
+    first = make_sparse_case(3, 2, 64, 300, 8, 64, "flashmla", extra_topk=64, topk_length=True, attn_sink=True,
+                             device=device, seed=1)  # fmt: skip
+    second = make_sparse_case(3, 2, 64, 300, 8, 64, "flashmla", extra_topk=64, topk_length=True, attn_sink=True,
+                              device=device, seed=2)  # fmt: skip
+    decode_first = make_decode_case([100, 3000, 0], 16, device=device, seed=3)
+    decode_second = make_decode_case([100, 3000, 0], 16, device=device, seed=4)
+    static = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in first.items()}
+    static_decode = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in decode_first.items()}
+    fm.sparse_attn_decode(**static), fm.decode(**static_decode)  # warm up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out, lse = fm.sparse_attn_decode(**static)
+        decoded = fm.decode(**static_decode)
+    for new, target in [(second, static), (decode_second, static_decode)]:
+        for key, value in new.items():
+            if torch.is_tensor(value):
+                target[key].copy_(value)
+    graph.replay()
+    torch.cuda.synchronize()
+    expected_out, expected_lse = fm.sparse_attn_decode(**second)
+    assert torch.equal(out, expected_out) and torch.equal(lse, expected_lse)
+    assert torch.equal(decoded, fm.decode(**decode_second))

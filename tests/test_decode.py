@@ -13,7 +13,9 @@ NOPE_DTYPES = [torch.float8_e4m3fnuz, torch.float8_e4m3fn, torch.uint8]
 def check(case, sm_scale=None):
     out = fm.decode(**case, sm_scale=sm_scale)
     assert out.dtype == torch.bfloat16
-    assert_out_close(out, reference.decode(**case, sm_scale=sm_scale))
+    # The CPU backend is exact; GPU tensor cores take keys rounded to bf16 (README, "Numerics").
+    key_dtype = None if out.is_cpu else torch.bfloat16
+    assert_out_close(out, reference.decode(**case, sm_scale=sm_scale, key_dtype=key_dtype))
     return out
 
 

@@ -211,3 +211,29 @@ def test_quantized_random_latents_attend_like_the_float_latents(device):
     exact = probs @ keys
     cos = torch.nn.functional.cosine_similarity(out[0, 0].double().flatten(), exact.flatten(), dim=0)
     assert cos > 0.999
+
+
+LARGE_SHAPES = [
+    # b, s_q, h_q, topk, num_blocks, block_size, layout, extra_topk, extra_block_size
+    (2, 2, 64, 16384, 300, 64, "flashmla", 0, 64),  # the longest top-k, many splits
+    (256, 2, 128, 128, 256, 256, "flashmla", 1024, 2),  # CONFIG4-like, one split
+    (74, 2, 64, 128, 64, 256, "token", 512, 64),
+    (3, 1, 8, 1000, 500, 1, "token", 0, 64),
+    (5, 3, 16, 700, 20, 61, "flashmla", 300, 69),
+    (7, 2, 32, 640, 30, 64, "token", 0, 64),
+    (4, 1, 77, 500, 9, 61, "flashmla", 130, 2),  # odd head count over two CTAs
+    (128, 1, 128, 2048, 64, 64, "token", 0, 64),
+]
+
+
+@pytest.mark.parametrize("b, s_q, h_q, topk, num_blocks, block_size, kv_layout, extra_topk, extra_block", LARGE_SHAPES)
+def test_large_shapes(device, b, s_q, h_q, topk, num_blocks, block_size, kv_layout, extra_topk, extra_block):
+    if device == "cpu":
+        pytest.skip("GPU-sized shapes")
+    dtype = torch.float8_e4m3fn if kv_layout == "flashmla" else torch.uint8
+    case = make_sparse_case(
+        b, s_q, h_q, topk, num_blocks, block_size, kv_layout, dtype, extra_topk=extra_topk,
+        extra_num_blocks=max(4096 // extra_block, 1), extra_block_size=extra_block, topk_length=True,
+        extra_topk_length=True, attn_sink=True, invalid_fraction=0.02, device=device,
+    )  # fmt: skip
+    check(case)

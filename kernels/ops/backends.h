@@ -5,18 +5,70 @@
 #include <ATen/ATen.h>
 
 #include "../common/params.h"
+#include "../common/split_kv.h"
 #include "../cpu/cpu_kernels.h"
+
+#if defined(FLASH_MLA_WITH_GPU)
+#include <ATen/cuda/CUDAContext.h>
+#if defined(FLASH_MLA_WITH_SM90)
+#include "../sm90/sm90_kernels.h"
+namespace flash_mla {
+namespace gpu = sm90;
+}
+#elif defined(FLASH_MLA_WITH_GFX942)
+#include "../gfx942/gfx942_kernels.h"
+namespace flash_mla {
+namespace gpu = gfx942;
+}
+#endif
+#endif
 
 namespace flash_mla::ops {
 
+#if defined(FLASH_MLA_WITH_GPU)
+// Split-KV buffers for rows x heads outputs over up to max_keys keys a row. Sized from shapes alone, so a call
+// is the same set of allocations and launches whatever the tensors hold (CUDA/HIP-graph capturable).
+struct GpuWorkspace {
+  SplitKVWorkspace splits;
+  at::Tensor out_accum, lse_accum;  // owners
+
+  GpuWorkspace(int64_t rows, int64_t heads, int64_t max_keys, const at::Device& device) {
+    const int64_t head_groups = (heads + gpu::kHeadsPerWorkItem - 1) / gpu::kHeadsPerWorkItem;
+    const int num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    splits.num_splits = choose_num_splits(rows * head_groups, max_keys, num_sms, gpu::kKeysPerTile);
+    if (splits.num_splits > 1) {
+      const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
+      out_accum = at::empty({splits.num_splits, rows, heads, kHeadDim}, options);
+      lse_accum = at::empty({splits.num_splits, rows, heads}, options);
+      splits.out_accum = out_accum.data_ptr<float>();
+      splits.lse_accum = lse_accum.data_ptr<float>();
+    }
+  }
+};
+#endif
+
 inline void run_sparse_attn_decode(const SparseDecodeParams& params, const at::Device& device) {
-  TORCH_CHECK(device.is_cpu(), "flash_mla.sparse_attn_decode: this build has no kernels for ", device);
-  cpu::sparse_attn_decode(params);
+  if (device.is_cpu()) return cpu::sparse_attn_decode(params);
+#if defined(FLASH_MLA_WITH_GPU)
+  int64_t max_keys = 0;
+  for (int s = 0; s < params.num_sources; ++s) max_keys += params.sources[s].topk;
+  const GpuWorkspace workspace(int64_t(params.batch) * params.seq_q, params.num_heads, max_keys, device);
+  gpu::sparse_attn_decode(params, workspace.splits, at::cuda::getCurrentCUDAStream());
+#else
+  TORCH_CHECK(false, "flash_mla.sparse_attn_decode: this build has no kernels for ", device);
+#endif
 }
 
 inline void run_decode(const DecodeParams& params, const at::Device& device) {
-  TORCH_CHECK(device.is_cpu(), "flash_mla.decode: this build has no kernels for ", device);
-  cpu::decode(params);
+  if (device.is_cpu()) return cpu::decode(params);
+#if defined(FLASH_MLA_WITH_GPU)
+  // Ranges are device data: plan for the average row, T / B tokens.
+  const int64_t mean_keys = params.batch > 0 ? (params.num_tokens + params.batch - 1) / params.batch : 0;
+  const GpuWorkspace workspace(params.batch, params.num_heads, mean_keys, device);
+  gpu::decode(params, workspace.splits, at::cuda::getCurrentCUDAStream());
+#else
+  TORCH_CHECK(false, "flash_mla.decode: this build has no kernels for ", device);
+#endif
 }
 
 }  // namespace flash_mla::ops

@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
 
 #include "backends.h"
 #include "input_checks.h"
@@ -22,11 +23,12 @@ at::Tensor decode(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const at::
   check.tensor(kv_scales, "kv_scales", {at::kFloat}, "[T, 7]", {tokens, kNumScaleTiles});
   check.tensor(kv_indptr, "kv_indptr", {at::kInt}, "[B + 1]", {batch + 1});
 
+  const c10::DeviceGuard device_guard(q.device());
   at::Tensor out = at::empty({batch, heads, kHeadDim}, q.options());
   if (out.numel() == 0) return out;
   poison_if_requested(out);
 
-  const at::Tensor q_c = q.contiguous();
+  const at::Tensor q_c = contiguous_aligned16(q);
   const at::Tensor nope_c = kv_nope_fp8.contiguous();
   const at::Tensor rope_c = kv_rope.contiguous();
   const at::Tensor scales_c = kv_scales.contiguous();

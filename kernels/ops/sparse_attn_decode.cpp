@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
 
 #include "backends.h"
 #include "input_checks.h"
@@ -59,6 +60,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
     if (extra_topk_length) check.tensor(*extra_topk_length, "extra_topk_length", {at::kInt}, "[b]", {b});
   }
 
+  const c10::DeviceGuard device_guard(q.device());
   at::Tensor out = at::empty({b, s_q, h_q, kHeadDim}, q.options());
   at::Tensor lse = at::empty({b, h_q, s_q}, q.options().dtype(at::kFloat));
   if (out.numel() == 0) return {out, lse};
@@ -66,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
   poison_if_requested(lse);
 
   // Owners of every pointer placed in params, alive until the kernel is done.
-  const at::Tensor q_c = q.contiguous();
+  const at::Tensor q_c = contiguous_aligned16(q);
   const at::Tensor kv_c = with_dense_blocks(kv);
   const at::Tensor indices_c = indices.contiguous();
   const at::Tensor topk_length_c = topk_length ? topk_length->contiguous() : at::Tensor();

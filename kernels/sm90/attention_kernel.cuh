@@ -1,0 +1,321 @@
+// The sm90 MLA decode kernel shared by both ops. One CTA of 8 warps runs 64 heads of one query row over one
+// split of that row's key positions, 64 keys at a time:
+//   1. locate: 64 threads map the next tile's positions to token bytes (KeyBytes, in shared memory);
+//   2. stage:  all threads copy the raw tokens with cp.async into the other half of a double buffer, so the
+//              gather of tile t + 1 overlaps the math of tile t;
+//   3. dequant: each key is turned into bf16 once, into a swizzled [64 keys x 512] tile (K = V);
+//   4. QK:     warps w and w + 4 share heads 16 (w % 4) .. + 16; each computes S = Q K^T for its 32 of the 64
+//              keys (mma.sync m16n8k16);
+//   5. softmax: streaming, in the log2 domain, invalid keys at -inf; the pair swaps row maxima and its P
+//              fragments through shared memory (a 64-thread named barrier);
+//   6. PV:     each warp of the pair accumulates O += P V for the pair's 16 heads over all 64 keys and its own
+//              256 output dims, with P straight from registers.
+// With one split the CTA writes the final bf16 output and lse; with several it writes normalized fp32 partials
+// and their lse, and combine.cu merges them.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "../common/kv_cache.h"
+#include "../common/split_kv.h"
+#include "key_sources.cuh"
+#include "primitives.cuh"
+
+namespace flash_mla::sm90 {
+
+constexpr int kKeyTile = 64;
+constexpr int kHeadsPerCta = 64;
+constexpr int kThreads = 256;
+constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks of a bf16 row
+
+// Where the final results go. lse and attn_sink may be null.
+struct AttentionOutputs {
+  uint16_t* out;  // [rows, num_heads, 512] bf16
+  float* lse;     // [rows / seq_q, num_heads, seq_q]
+  const float* attn_sink;
+  int seq_q;
+};
+
+struct AttentionShape {
+  const uint16_t* q;  // [rows, num_heads, 512] bf16
+  int num_rows;
+  int num_heads;
+  float sm_scale;
+};
+
+constexpr int kWarps = kThreads / 32;
+
+struct SharedStorage {
+  alignas(128) uint8_t q[kHeadsPerCta * kHeadDim * 2];
+  alignas(128) uint8_t k[kKeyTile * kHeadDim * 2];
+  alignas(128) uint8_t staged[2][kKeyTile * kStagedKeyBytes];
+  KeyBytes keys[2][kKeyTile];
+  // What a warp hands its pair partner, indexed [item][lane] so a warp's stores hit 32 different banks.
+  uint32_t p_fragments[kWarps][8 * 32];  // its bf16 P for 16 heads x 32 keys as mma A fragments
+  float row_stats[kWarps][2 * 32];       // a row maximum, then (at the end) a row sum, for its two rows
+};
+
+// Warps w and w + 4 work on the same 16 heads and meet at barrier 1 + w % 4 (barrier 0 is __syncthreads).
+__device__ __forceinline__ void pair_barrier(int head_slice) {
+  asm volatile("bar.sync %0, 64;\n" ::"r"(1 + head_slice));
+}
+
+// Four threads per key, each copying every fourth 8-byte chunk: a warp's copies cover 32 contiguous bytes of each
+// of 8 keys at a time.
+template <class Keys>
+__device__ __forceinline__ void stage_tile(const KeyBytes* keys, uint8_t* staged) {
+  static_assert(kThreads == 4 * kKeyTile, "four threads per key");
+  constexpr int kChunks = kNopeDim / 8 + 2 * kRopeDim / 8 + Keys::kScaleChunks;  // 8-byte nope, rope; scales
+  const int key = threadIdx.x / 4;
+  const KeyBytes bytes = keys[key];
+  if (bytes.nope == nullptr) return;
+  for (int c = threadIdx.x % 4; c < kChunks; c += 4) {
+    const uint8_t* src;
+    int dst, size;
+    if (c < 56) {
+      src = bytes.nope + 8 * c, dst = 8 * c, size = 8;
+    } else if (c < 72) {
+      src = bytes.rope + 8 * (c - 56), dst = kStagedRopeOffset + 8 * (c - 56), size = 8;
+    } else {
+      const int s = c - 72;
+      src = bytes.scales + Keys::kScaleChunkBytes * s;
+      dst = kStagedScaleOffset + Keys::kScaleChunkBytes * s;
+      size = Keys::kScaleChunkBytes;
+    }
+    uint8_t* target = staged + key * kStagedKeyBytes + dst;
+    if constexpr (Keys::kAligned) {
+      if (size == 8) {
+        cp_async<8>(smem_address(target), src);
+      } else {
+        cp_async<4>(smem_address(target), src);
+      }
+    } else {
+      for (int i = 0; i < size; ++i) target[i] = __ldg(src + i);  // a cache at an unaligned address
+    }
+  }
+}
+
+// Dequantizes the staged tile into the bf16 key tile; skipped keys become zeros (their P is 0, and 0 * NaN = NaN).
+template <class Keys>
+__device__ __forceinline__ void dequant_tile(const Keys& source, const KeyBytes* keys, const uint8_t* staged,
+                                             SwizzledRows512 k_tile) {
+  for (int item = threadIdx.x; item < kKeyTile * kChunksPerRow; item += kThreads) {
+    const int key = item / kChunksPerRow;
+    const int c = item % kChunksPerRow;
+    const uint8_t* staged_key = staged + key * kStagedKeyBytes;
+    uint4 value = make_uint4(0, 0, 0, 0);
+    if (keys[key].nope != nullptr) {
+      value = c < kNopeDim / 8 ? source.dequant_nope_chunk(staged_key, c)
+                               : *reinterpret_cast<const uint4*>(staged_key + kStagedRopeOffset + 16 * (c - 56));
+    }
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(k_tile.chunk(key, c)), "r"(value.x),
+                 "r"(value.y), "r"(value.z), "r"(value.w));
+  }
+}
+
+template <class Keys>
+__global__ void __launch_bounds__(kThreads, 1)
+    attention_kernel(const __grid_constant__ typename Keys::Params params, const AttentionShape shape,
+                     const AttentionOutputs outputs, const SplitKVWorkspace workspace) {
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw);
+  const int row = blockIdx.x;
+  const int head_base = blockIdx.y * kHeadsPerCta;
+  const int split = blockIdx.z;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  const Keys source(params, row);
+  const PositionRange range = split_positions(source.num_positions(), split, workspace.num_splits, kKeyTile);
+  const int num_tiles = (range.end - range.begin + kKeyTile - 1) / kKeyTile;
+  const SwizzledRows512 q_tile{smem_address(smem.q)};
+  const SwizzledRows512 k_tile{smem_address(smem.k)};
+
+  // Q rows of this CTA's heads; heads past num_heads are zeros and are never written out.
+  for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
+    const int r = item / kChunksPerRow, c = item % kChunksPerRow;
+    const int head = head_base + r;
+    uint4 value = make_uint4(0, 0, 0, 0);
+    if (head < shape.num_heads) {
+      value = __ldg(reinterpret_cast<const uint4*>(shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim) + c);
+    }
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(q_tile.chunk(r, c)), "r"(value.x),
+                 "r"(value.y), "r"(value.z), "r"(value.w));
+  }
+
+  auto locate_tile = [&](int tile, int buffer) {
+    if (tid < kKeyTile) {
+      const int position = range.begin + tile * kKeyTile + tid;
+      smem.keys[buffer][tid] = position < range.end ? source.locate(position) : KeyBytes{nullptr, nullptr, nullptr};
+    }
+  };
+
+  const int head_slice = warp % 4;  // 16 heads: rows 16 * head_slice .. of the Q tile
+  const int key_half = warp / 4;    // keys 32 * key_half .. of a tile in QK, output dims 256 * key_half .. in PV
+  const int partner = warp ^ 4;
+  const int group = lane / 4, quad = lane % 4;
+  const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
+
+  float o[32][4];
+#pragma unroll
+  for (int n = 0; n < 32; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};  // scaled log2 domain, rows group and group + 8
+  float row_sum[2] = {0.f, 0.f};              // this thread's keys; the quad and the pair are summed at the end
+
+  if (num_tiles > 0) {
+    locate_tile(0, 0);
+    __syncthreads();
+    stage_tile<Keys>(smem.keys[0], smem.staged[0]);
+  }
+  cp_async_commit();
+
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const int buffer = tile & 1;
+    if (tile + 1 < num_tiles) locate_tile(tile + 1, buffer ^ 1);
+    __syncthreads();  // next tile's KeyBytes visible; everyone is done with the previous key tile
+    if (tile + 1 < num_tiles) stage_tile<Keys>(smem.keys[buffer ^ 1], smem.staged[buffer ^ 1]);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();  // this tile's staged bytes visible
+    dequant_tile(source, smem.keys[buffer], smem.staged[buffer], k_tile);
+    // Read this tile's key validity before the barrier: the next iteration's locate rewrites the other buffer,
+    // and the one after it this one.
+    const uint32_t valid_lo = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane].nope != nullptr);
+    const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + 32].nope != nullptr);
+    __syncthreads();  // bf16 key tile complete
+
+    // 4. S = Q K^T over d = 512 for 16 heads x this warp's 32 keys.
+    float s[4][4];
+#pragma unroll
+    for (int n = 0; n < 4; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll 4
+    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+      uint32_t a[4];
+      ldmatrix_x4(a, q_tile.chunk(16 * head_slice + (lane & 15), 2 * ks + (lane >> 4)));
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        uint32_t b[4];
+        ldmatrix_x4(b, k_tile.chunk(32 * key_half + 16 * j + (lane & 7) + ((lane >> 4) << 3),
+                                    2 * ks + ((lane >> 3) & 1)));
+        mma_bf16_16x8x16(s[2 * j], a, b[0], b[1]);
+        mma_bf16_16x8x16(s[2 * j + 1], a, b[2], b[3]);
+      }
+    }
+
+    // 5. Streaming softmax. Key 32 key_half + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[n][e].
+    const uint32_t valid = key_half == 0 ? valid_lo : valid_hi;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const bool is_valid = ((valid >> (8 * n + 2 * quad + (e & 1))) & 1u) != 0;
+        s[n][e] = is_valid ? s[n][e] * scale_log2 : -INFINITY;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xFFFFFFFFu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xFFFFFFFFu, tile_max[r], 2));
+      smem.row_stats[warp][r * 32 + lane] = tile_max[r];
+    }
+    pair_barrier(head_slice);
+    float rescale[2], reference[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float new_max = fmaxf(row_max[r], fmaxf(tile_max[r], smem.row_stats[partner][r * 32 + lane]));
+      reference[r] = new_max == -INFINITY ? 0.f : new_max;  // keeps -inf - -inf out of exp2
+      rescale[r] = exp2f(row_max[r] - reference[r]);
+      row_max[r] = new_max;
+      row_sum[r] *= rescale[r];
+    }
+#pragma unroll
+    for (int n = 0; n < 32; ++n) {
+      o[n][0] *= rescale[0], o[n][1] *= rescale[0];
+      o[n][2] *= rescale[1], o[n][3] *= rescale[1];
+    }
+    uint32_t own[2][4];  // A fragments of P for this warp's 2 k-steps of 16 keys
+#pragma unroll
+    for (int n = 0; n < 4; ++n) {
+      float e[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        e[i] = exp2f(s[n][i] - reference[i >> 1]);
+        row_sum[i >> 1] += e[i];
+      }
+      own[n / 2][2 * (n % 2)] = pack_bf16x2(e[0], e[1]);
+      own[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) smem.p_fragments[warp][i * 32 + lane] = own[i / 4][i % 4];
+    pair_barrier(head_slice);
+    uint32_t p[4][4];  // all 4 k-steps: this warp's and its partner's, in key order
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t other = smem.p_fragments[partner][i * 32 + lane];
+      p[i / 4][i % 4] = key_half == 0 ? own[i / 4][i % 4] : other;
+      p[2 + i / 4][i % 4] = key_half == 0 ? other : own[i / 4][i % 4];
+    }
+
+    // 6. O += P V for 16 heads x 256 dims.
+#pragma unroll
+    for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+#pragma unroll
+      for (int n2 = 0; n2 < 16; ++n2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, k_tile.chunk(16 * kk + (lane & 7) + (((lane >> 3) & 1) << 3),
+                                          32 * key_half + 2 * n2 + (lane >> 4)));
+        mma_bf16_16x8x16(o[2 * n2], p[kk], b[0], b[1]);
+        mma_bf16_16x8x16(o[2 * n2 + 1], p[kk], b[2], b[3]);
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Epilogue: rows group and group + 8 of this warp's 16 heads; the pair's key halves summed first.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xFFFFFFFFu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xFFFFFFFFu, row_sum[r], 2);
+  }
+  // The partner read this warp's last row maxima before the last pair barrier, so the slots are free.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) smem.row_stats[warp][r * 32 + lane] = row_sum[r];
+  pair_barrier(head_slice);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += smem.row_stats[partner][r * 32 + lane];
+    const int head = head_base + 16 * head_slice + group + 8 * r;
+    if (head >= shape.num_heads) continue;
+    const bool empty = row_sum[r] == 0.f;  // no valid key: the max key alone contributes 1
+    const float lse = (row_max[r] + __log2f(row_sum[r])) * 0.6931471805599453f;
+    const bool final_output = workspace.num_splits == 1;
+    float scale = empty ? 0.f : 1.f / row_sum[r];
+    if (final_output && outputs.attn_sink != nullptr && !empty) scale *= attn_sink_factor(outputs.attn_sink[head], lse);
+    const int64_t out_row = int64_t(row) * shape.num_heads + head;
+    const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
+#pragma unroll
+    for (int n = 0; n < 32; ++n) {
+      const int d = 256 * key_half + 8 * n + 2 * quad;
+      const float x = o[n][2 * r] * scale, y = o[n][2 * r + 1] * scale;
+      if (final_output) {
+        *reinterpret_cast<uint32_t*>(outputs.out + out_row * kHeadDim + d) = pack_bf16x2(x, y);
+      } else {
+        *reinterpret_cast<float2*>(workspace.out_accum + accum_row * kHeadDim + d) = make_float2(x, y);
+      }
+    }
+    if (key_half == 0 && quad == 0) {
+      if (final_output && outputs.lse != nullptr) {
+        const int batch = row / outputs.seq_q, s = row % outputs.seq_q;
+        outputs.lse[(int64_t(batch) * shape.num_heads + head) * outputs.seq_q + s] = empty ? INFINITY : lse;
+      } else if (!final_output) {
+        workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
+      }
+    }
+  }
+}
+
+}  // namespace flash_mla::sm90

@@ -1,0 +1,17 @@
+// The Hopper (sm_90a) backend. Torch-free: the binding layer hands in params, a split workspace and a stream.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "../common/params.h"
+#include "../common/split_kv.h"
+
+namespace flash_mla::sm90 {
+
+inline constexpr int kHeadsPerWorkItem = 64;  // heads of one CTA
+inline constexpr int kKeysPerTile = 64;
+
+void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, cudaStream_t stream);
+void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, cudaStream_t stream);
+
+}  // namespace flash_mla::sm90
