@@ -14,7 +14,7 @@ run() {  # run NAME CMD...: log to $out/NAME.log, report the time and the exit s
   "$@" >"$out/$name.log" 2>&1
   local rc=$?
   echo "[$name] exit $rc after $((SECONDS - start)) s"
-  [ $rc -eq 0 ] || { status=1; tail -n 25 "$out/$name.log"; }
+  [ $rc -eq 0 ] || { status=1; tail -n 8 "$out/$name.log"; }
   return $rc
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -24,8 +24,8 @@ if [[ $stages == *build* ]]; then
   grep -A2 "attention_kernel" "$out/build.log" | grep -E "registers|spill" | sort | uniq -c
 fi
 if [[ $stages == *test* ]]; then
-  run test python3 -P -m pytest tests -q -x -p no:cacheprovider
-  tail -n 3 "$out/test.log"
+  run test python3 -P -m pytest tests -q -p no:cacheprovider --tb=short
+  grep -E "^(FAILED|ERROR)|^E  |passed|failed" "$out/test.log" | head -n 40
 fi
 if [[ $stages == *sanitize* ]]; then
   run memcheck compute-sanitizer --tool memcheck --error-exitcode 9 python3 -P -m pytest -q -x -p no:cacheprovider \

@@ -1,7 +1,7 @@
 """Test data and acceptance gates shared by the tests and the benchmarks.
 
-Inputs are drawn at FlashMLA's scale: latents of about 0.1 standard deviation with per-tile power-of-two gains
-(so the e8m0 scales differ), and queries large enough that scores have a standard deviation near 1. Every cache
+Inputs are drawn at FlashMLA's scale: latents of RMS 0.1 made of per-tile power-of-two gains (so the e8m0
+scales differ), and queries large enough that scores have a standard deviation near 1. Every cache
 token that no valid index selects is filled with NaN bytes, so a kernel that reads one fails. The gates are
 FlashMLA's: out |d| <= 1e-3 + 2/128 |ref| elementwise and cosine similarity >= 1 - 5e-6; lse |d| <= 1e-6 +
 8/65536 |ref|.
@@ -15,12 +15,13 @@ from .quant import HEAD_DIM, SCALE_TILE_DIM, empty_kv_cache, quantize_kv, quanti
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 TILE_GAIN_LOG2 = range(-2, 3)  # per-tile gains 1/4 .. 4
-LATENT_RMS = 0.1 * math.sqrt(sum(4.0**k for k in TILE_GAIN_LOG2) / len(TILE_GAIN_LOG2))  # of random_latent
+LATENT_RMS = 0.1  # FlashMLA's scale, which its gates' 1e-3 absolute tolerance assumes
+LATENT_BASE_STD = LATENT_RMS / math.sqrt(sum(4.0**k for k in TILE_GAIN_LOG2) / len(TILE_GAIN_LOG2))
 
 
 def random_latent(*shape, device="cpu", generator=None) -> torch.Tensor:
-    """[*shape, 512] bfloat16 latents: N(0, 0.1) times a per-64-element-tile gain in {1/4 .. 4}."""
-    x = torch.randn(*shape, HEAD_DIM, device=device, generator=generator) * 0.1
+    """[*shape, 512] bfloat16 latents of RMS 0.1: normal values times a per-64-element-tile gain in {1/4 .. 4}."""
+    x = torch.randn(*shape, HEAD_DIM, device=device, generator=generator) * LATENT_BASE_STD
     exponents = torch.randint(TILE_GAIN_LOG2.start, TILE_GAIN_LOG2.stop, (*shape, HEAD_DIM // SCALE_TILE_DIM),
                               device=device, generator=generator)  # fmt: skip
     gains = 2.0**exponents

@@ -11,7 +11,7 @@ at::Tensor decode(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const at::
                   const at::Tensor& kv_scales, const at::Tensor& kv_indptr, int64_t num_heads,
                   std::optional<double> sm_scale) {
   constexpr const char* kOp = "flash_mla.decode";
-  TORCH_CHECK_VALUE(q.dim() == 3, kOp, ": q must have shape [B, H, 512], got ", q.sizes());
+  TORCH_CHECK_VALUE(q.dim() == 3, kOp, ": q must have shape [B, H, 512], got ", shape_string(q));
   const InputChecker check(kOp, q.device());
   const int64_t batch = q.size(0), heads = q.size(1);
   check.tensor(q, "q", {at::kBFloat16}, "[B, H, 512]", {-1, -1, kHeadDim});

@@ -12,6 +12,14 @@
 
 namespace flash_mla::ops {
 
+// "[2, 3, 512]": shapes are formatted here, not streamed as IntArrayRef (that crashed inside torch 2.11's
+// string helpers on the H200 image).
+inline std::string shape_string(const at::Tensor& t) {
+  std::string text = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) text += (i ? ", " : "") + std::to_string(t.size(i));
+  return text + "]";
+}
+
 class InputChecker {
  public:
   InputChecker(const char* op, at::Device device) : op_(op), device_(device) {}
@@ -36,7 +44,8 @@ class InputChecker {
       ++i;
     }
     want << "]";
-    TORCH_CHECK_VALUE(shape_ok, op_, ": ", name, " must have shape ", dims, " = ", want.str(), ", got ", t.sizes());
+    TORCH_CHECK_VALUE(shape_ok, op_, ": ", name, " must have shape ", dims, " = ", want.str(), ", got ",
+                      shape_string(t));
     TORCH_CHECK_VALUE(t.device() == device_, op_, ": ", name, " must be on ", device_, " like q, got ", t.device());
   }
 

@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
     std::optional<double> sm_scale, const std::optional<at::Tensor>& attn_sink, const std::optional<at::Tensor>& extra_kv,
     const std::optional<at::Tensor>& extra_indices, const std::optional<at::Tensor>& extra_topk_length,
     const std::string& kv_layout) {
-  TORCH_CHECK_VALUE(q.dim() == 4, kOp, ": q must have shape [b, s_q, h_q, 512], got ", q.sizes());
+  TORCH_CHECK_VALUE(q.dim() == 4, kOp, ": q must have shape [b, s_q, h_q, 512], got ", shape_string(q));
   const InputChecker check(kOp, q.device());
   const int64_t b = q.size(0), s_q = q.size(1), h_q = q.size(2);
   check.tensor(q, "q", {at::kBFloat16}, "[b, s_q, h_q, 512]", {-1, -1, -1, kHeadDim});
