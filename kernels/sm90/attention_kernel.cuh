@@ -1,15 +1,14 @@
-// The sm90 MLA decode kernel shared by both ops. One CTA of 8 warps runs 64 heads of one query row over one
-// split of that row's key positions, 64 keys at a time:
+// The sm90 MLA decode kernel shared by both ops. One CTA of 8 warps (2 warpgroups) runs 64 heads of one query
+// row over one split of that row's key positions, 64 keys at a time:
 //   1. locate: 64 threads map the next tile's positions to token bytes (KeyBytes, in shared memory);
 //   2. stage:  all threads copy the raw tokens with cp.async into the other half of a double buffer, so the
 //              gather of tile t + 1 overlaps the math of tile t;
-//   3. dequant: each key is turned into bf16 once, into a swizzled [64 keys x 512] tile (K = V);
-//   4. QK:     warps w and w + 4 share heads 16 (w % 4) .. + 16; each computes S = Q K^T for its 32 of the 64
-//              keys (mma.sync m16n8k16);
-//   5. softmax: streaming, in the log2 domain, invalid keys at -inf; the pair swaps row maxima and its P
-//              fragments through shared memory (a 64-thread named barrier);
-//   6. PV:     each warp of the pair accumulates O += P V for the pair's 16 heads over all 64 keys and its own
-//              256 output dims, with P straight from registers.
+//   3. dequant: each key is turned into bf16 once, into a 128-byte-swizzled [64 keys x 512] tile (K = V);
+//   4. QK:     each warpgroup computes S = Q K^T for all 64 heads x 64 keys with wgmma from shared memory; warp w
+//              keeps the rows of heads 16 (w % 4) .. + 16;
+//   5. softmax: streaming, in the log2 domain, invalid keys at -inf;
+//   6. PV:     warp w accumulates O += P V for its 16 heads and output dims 256 (w / 4) .. + 256 with mma.sync,
+//              P straight from the S registers.
 // With one split the CTA writes the final bf16 output and lse; with several it writes normalized fp32 partials
 // and their lse, and combine.cu merges them.
 #pragma once
@@ -46,22 +45,17 @@ struct AttentionShape {
   float sm_scale;
 };
 
-constexpr int kWarps = kThreads / 32;
+using QTile = SwizzledTile<kHeadsPerCta>;
+using KTile = SwizzledTile<kKeyTile>;
 
 struct SharedStorage {
-  alignas(128) uint8_t q[kHeadsPerCta * kHeadDim * 2];
-  alignas(128) uint8_t k[kKeyTile * kHeadDim * 2];
+  alignas(1024) uint8_t q[kHeadsPerCta * kHeadDim * 2];
+  alignas(1024) uint8_t k[kKeyTile * kHeadDim * 2];
   alignas(128) uint8_t staged[2][kKeyTile * kStagedKeyBytes];
   KeyBytes keys[2][kKeyTile];
-  // What a warp hands its pair partner, indexed [item][lane] so a warp's stores hit 32 different banks.
-  uint32_t p_fragments[kWarps][8 * 32];  // its bf16 P for 16 heads x 32 keys as mma A fragments
-  float row_stats[kWarps][2 * 32];       // a row maximum, then (at the end) a row sum, for its two rows
 };
-
-// Warps w and w + 4 work on the same 16 heads and meet at barrier 1 + w % 4 (barrier 0 is __syncthreads).
-__device__ __forceinline__ void pair_barrier(int head_slice) {
-  asm volatile("bar.sync %0, 64;\n" ::"r"(1 + head_slice));
-}
+// The dynamic shared-memory window is only 16-byte aligned: the kernel rounds its start up to 1024 bytes.
+constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
 
 // Four threads per key, each copying every fourth 8-byte chunk: a warp's copies cover 32 contiguous bytes of each
 // of 8 keys at a time.
@@ -101,7 +95,7 @@ __device__ __forceinline__ void stage_tile(const KeyBytes* keys, uint8_t* staged
 // Dequantizes the staged tile into the bf16 key tile; skipped keys become zeros (their P is 0, and 0 * NaN = NaN).
 template <class Keys>
 __device__ __forceinline__ void dequant_tile(const Keys& source, const KeyBytes* keys, const uint8_t* staged,
-                                             SwizzledRows512 k_tile) {
+                                             KTile k_tile) {
   for (int item = threadIdx.x; item < kKeyTile * kChunksPerRow; item += kThreads) {
     const int key = item / kChunksPerRow;
     const int c = item % kChunksPerRow;
@@ -121,7 +115,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     attention_kernel(const __grid_constant__ typename Keys::Params params, const AttentionShape shape,
                      const AttentionOutputs outputs, const SplitKVWorkspace workspace) {
   extern __shared__ __align__(128) uint8_t smem_raw[];
-  SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw);
+  SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw + (-smem_address(smem_raw) & 1023));
   const int row = blockIdx.x;
   const int head_base = blockIdx.y * kHeadsPerCta;
   const int split = blockIdx.z;
@@ -130,8 +124,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const Keys source(params, row);
   const PositionRange range = split_positions(source.num_positions(), split, workspace.num_splits, kKeyTile);
   const int num_tiles = (range.end - range.begin + kKeyTile - 1) / kKeyTile;
-  const SwizzledRows512 q_tile{smem_address(smem.q)};
-  const SwizzledRows512 k_tile{smem_address(smem.k)};
+  const QTile q_tile{smem_address(smem.q)};
+  const KTile k_tile{smem_address(smem.k)};
 
   // Q rows of this CTA's heads; heads past num_heads are zeros and are never written out.
   for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
@@ -144,6 +138,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(q_tile.chunk(r, c)), "r"(value.x),
                  "r"(value.y), "r"(value.z), "r"(value.w));
   }
+  fence_proxy_async_shared();  // wgmma reads Q
 
   auto locate_tile = [&](int tile, int buffer) {
     if (tid < kKeyTile) {
@@ -152,9 +147,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  const int head_slice = warp % 4;  // 16 heads: rows 16 * head_slice .. of the Q tile
-  const int key_half = warp / 4;    // keys 32 * key_half .. of a tile in QK, output dims 256 * key_half .. in PV
-  const int partner = warp ^ 4;
+  const int head_slice = warp % 4;  // this warp's S / O rows: heads 16 * head_slice ..
+  const int dim_half = warp / 4;    // this warp's output dims 256 * dim_half .. (and its warpgroup)
   const int group = lane / 4, quad = lane % 4;
   const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
 
@@ -162,7 +156,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int n = 0; n < 32; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
   float row_max[2] = {-INFINITY, -INFINITY};  // scaled log2 domain, rows group and group + 8
-  float row_sum[2] = {0.f, 0.f};              // this thread's keys; the quad and the pair are summed at the end
+  float row_sum[2] = {0.f, 0.f};              // this thread's share; the quad is summed at the end
 
   if (num_tiles > 0) {
     locate_tile(0, 0);
@@ -180,84 +174,66 @@ __global__ void __launch_bounds__(kThreads, 1)
     cp_async_wait<1>();
     __syncthreads();  // this tile's staged bytes visible
     dequant_tile(source, smem.keys[buffer], smem.staged[buffer], k_tile);
+    fence_proxy_async_shared();  // wgmma reads the key tile
     // Read this tile's key validity before the barrier: the next iteration's locate rewrites the other buffer,
     // and the one after it this one.
     const uint32_t valid_lo = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane].nope != nullptr);
     const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + 32].nope != nullptr);
     __syncthreads();  // bf16 key tile complete
 
-    // 4. S = Q K^T over d = 512 for 16 heads x this warp's 32 keys.
-    float s[4][4];
+    // 4. S = Q K^T over d = 512: 32 wgmma k-steps, 4 per 128-byte slice.
+    float s[32];
+    wgmma_fence();
 #pragma unroll
-    for (int n = 0; n < 4; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-#pragma unroll 4
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-      uint32_t a[4];
-      ldmatrix_x4(a, q_tile.chunk(16 * head_slice + (lane & 15), 2 * ks + (lane >> 4)));
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        uint32_t b[4];
-        ldmatrix_x4(b, k_tile.chunk(32 * key_half + 16 * j + (lane & 7) + ((lane >> 4) << 3),
-                                    2 * ks + ((lane >> 3) & 1)));
-        mma_bf16_16x8x16(s[2 * j], a, b[0], b[1]);
-        mma_bf16_16x8x16(s[2 * j + 1], a, b[2], b[3]);
-      }
+      const uint32_t offset = (ks / 4) * 8192 + (ks % 4) * 32;
+      wgmma_m64n64k16_bf16(s, k_major_sw128_descriptor(q_tile.base + offset),
+                           k_major_sw128_descriptor(k_tile.base + offset), ks > 0);
     }
+    wgmma_commit();
+    wgmma_wait<0>();
 
-    // 5. Streaming softmax. Key 32 key_half + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[n][e].
-    const uint32_t valid = key_half == 0 ? valid_lo : valid_hi;
+    // 5. Streaming softmax. Key 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) sits in s[4n + e].
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < 4; ++n) {
+    for (int n = 0; n < 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const bool is_valid = ((valid >> (8 * n + 2 * quad + (e & 1))) & 1u) != 0;
-        s[n][e] = is_valid ? s[n][e] * scale_log2 : -INFINITY;
-        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
+        const int key = 8 * n + 2 * quad + (e & 1);
+        const bool valid = ((key < 32 ? valid_lo >> key : valid_hi >> (key - 32)) & 1u) != 0;
+        s[4 * n + e] = valid ? s[4 * n + e] * scale_log2 : -INFINITY;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[4 * n + e]);
       }
     }
+    float rescale[2], reference[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xFFFFFFFFu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xFFFFFFFFu, tile_max[r], 2));
-      smem.row_stats[warp][r * 32 + lane] = tile_max[r];
-    }
-    pair_barrier(head_slice);
-    float rescale[2], reference[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float new_max = fmaxf(row_max[r], fmaxf(tile_max[r], smem.row_stats[partner][r * 32 + lane]));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
       reference[r] = new_max == -INFINITY ? 0.f : new_max;  // keeps -inf - -inf out of exp2
       rescale[r] = exp2f(row_max[r] - reference[r]);
       row_max[r] = new_max;
       row_sum[r] *= rescale[r];
     }
+    if (__any_sync(0xFFFFFFFFu, rescale[0] != 1.f || rescale[1] != 1.f)) {  // rare once the maxima settle
 #pragma unroll
-    for (int n = 0; n < 32; ++n) {
-      o[n][0] *= rescale[0], o[n][1] *= rescale[0];
-      o[n][2] *= rescale[1], o[n][3] *= rescale[1];
+      for (int n = 0; n < 32; ++n) {
+        o[n][0] *= rescale[0], o[n][1] *= rescale[0];
+        o[n][2] *= rescale[1], o[n][3] *= rescale[1];
+      }
     }
-    uint32_t own[2][4];  // A fragments of P for this warp's 2 k-steps of 16 keys
+    uint32_t p[4][4];  // A fragments of P for the 4 k-steps of 16 keys
 #pragma unroll
-    for (int n = 0; n < 4; ++n) {
+    for (int n = 0; n < 8; ++n) {
       float e[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        e[i] = exp2f(s[n][i] - reference[i >> 1]);
+        e[i] = exp2f(s[4 * n + i] - reference[i >> 1]);
         row_sum[i >> 1] += e[i];
       }
-      own[n / 2][2 * (n % 2)] = pack_bf16x2(e[0], e[1]);
-      own[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
-    }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) smem.p_fragments[warp][i * 32 + lane] = own[i / 4][i % 4];
-    pair_barrier(head_slice);
-    uint32_t p[4][4];  // all 4 k-steps: this warp's and its partner's, in key order
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const uint32_t other = smem.p_fragments[partner][i * 32 + lane];
-      p[i / 4][i % 4] = key_half == 0 ? own[i / 4][i % 4] : other;
-      p[2 + i / 4][i % 4] = key_half == 0 ? other : own[i / 4][i % 4];
+      p[n / 2][2 * (n % 2)] = pack_bf16x2(e[0], e[1]);
+      p[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
     }
 
     // 6. O += P V for 16 heads x 256 dims.
@@ -267,7 +243,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int n2 = 0; n2 < 16; ++n2) {
         uint32_t b[4];
         ldmatrix_x4_trans(b, k_tile.chunk(16 * kk + (lane & 7) + (((lane >> 3) & 1) << 3),
-                                          32 * key_half + 2 * n2 + (lane >> 4)));
+                                          32 * dim_half + 2 * n2 + (lane >> 4)));
         mma_bf16_16x8x16(o[2 * n2], p[kk], b[0], b[1]);
         mma_bf16_16x8x16(o[2 * n2 + 1], p[kk], b[2], b[3]);
       }
@@ -275,19 +251,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   cp_async_wait<0>();
 
-  // Epilogue: rows group and group + 8 of this warp's 16 heads; the pair's key halves summed first.
+  // Epilogue: rows group and group + 8 of this warp's 16 heads.
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] += __shfl_xor_sync(0xFFFFFFFFu, row_sum[r], 1);
     row_sum[r] += __shfl_xor_sync(0xFFFFFFFFu, row_sum[r], 2);
-  }
-  // The partner read this warp's last row maxima before the last pair barrier, so the slots are free.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) smem.row_stats[warp][r * 32 + lane] = row_sum[r];
-  pair_barrier(head_slice);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += smem.row_stats[partner][r * 32 + lane];
     const int head = head_base + 16 * head_slice + group + 8 * r;
     if (head >= shape.num_heads) continue;
     const bool empty = row_sum[r] == 0.f;  // no valid key: the max key alone contributes 1
@@ -299,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
     for (int n = 0; n < 32; ++n) {
-      const int d = 256 * key_half + 8 * n + 2 * quad;
+      const int d = 256 * dim_half + 8 * n + 2 * quad;
       const float x = o[n][2 * r] * scale, y = o[n][2 * r + 1] * scale;
       if (final_output) {
         *reinterpret_cast<uint32_t*>(outputs.out + out_row * kHeadDim + d) = pack_bf16x2(x, y);
@@ -307,7 +275,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         *reinterpret_cast<float2*>(workspace.out_accum + accum_row * kHeadDim + d) = make_float2(x, y);
       }
     }
-    if (key_half == 0 && quad == 0) {
+    if (dim_half == 0 && quad == 0) {
       if (final_output && outputs.lse != nullptr) {
         const int batch = row / outputs.seq_q, s = row % outputs.seq_q;
         outputs.lse[(int64_t(batch) * shape.num_heads + head) * outputs.seq_q + s] = empty ? INFINITY : lse;

@@ -19,10 +19,10 @@ template <class Keys>
 void launch_attention(const typename Keys::Params& params, const AttentionShape& shape,
                       const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
   static const cudaError_t configured = cudaFuncSetAttribute(
-      attention_kernel<Keys>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(SharedStorage)));
+      attention_kernel<Keys>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   check_cuda(configured, "configuring the attention kernel");
   const dim3 grid(shape.num_rows, (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta, workspace.num_splits);
-  attention_kernel<Keys><<<grid, kThreads, sizeof(SharedStorage), stream>>>(params, shape, outputs, workspace);
+  attention_kernel<Keys><<<grid, kThreads, kSharedBytes, stream>>>(params, shape, outputs, workspace);
   check_cuda(cudaGetLastError(), "launching the attention kernel");
   if (workspace.num_splits > 1) {
     launch_combine(workspace, shape.num_rows, shape.num_heads, outputs, stream);

@@ -1,5 +1,5 @@
-// Small named operations on Hopper (sm_90a, valid on sm_80+): asynchronous copies, ldmatrix, bf16 mma.sync, and
-// the XOR-swizzled shared-memory tile they read. Kernel code says what moves where; the PTX lives here.
+// Small named operations on Hopper (sm_90a): asynchronous copies, ldmatrix, bf16 mma.sync and wgmma, and the
+// 128-byte-swizzled shared-memory tile they read. Kernel code says what moves where; the PTX lives here.
 #pragma once
 
 #include <cstdint>
@@ -57,15 +57,53 @@ __device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   return product;
 }
 
-// A [rows x 512] bf16 tile in shared memory, each 1024-byte row cut into 64 chunks of 16 bytes and chunk c of
-// row r stored at c ^ (r % 8): the 8 rows an ldmatrix reads at one chunk then hit 8 different bank groups.
-struct SwizzledRows512 {
-  static constexpr int kRowBytes = 1024;
-  uint32_t base;  // shared-memory address of row 0
+// A [kRows x 512] bf16 tile in shared memory in the layout Hopper's tensor cores read with 128-byte swizzling:
+// the 512 columns are cut into 8 slices of 64 (128 bytes); slice s is a [kRows x 128 B] block, rows 128 B apart;
+// 16-byte chunk j of a row's 128 bytes is stored at j ^ (row % 8). Blocks must start 1024-byte aligned. ldmatrix
+// reads it conflict-free too: the 8 rows it reads at one chunk land in 8 different bank groups.
+template <int kRows>
+struct SwizzledTile {
+  static constexpr int kSliceBytes = kRows * 128;
+  uint32_t base;  // shared-memory address, 1024-byte aligned
 
-  __device__ __forceinline__ uint32_t chunk(int row, int chunk16) const {
-    return base + row * kRowBytes + ((chunk16 ^ (row & 7)) << 4);
+  // 16-byte chunk c (columns 8c .. 8c + 7) of a row.
+  __device__ __forceinline__ uint32_t chunk(int row, int c) const {
+    return base + (c >> 3) * kSliceBytes + row * 128 + (((c & 7) ^ (row & 7)) << 4);
   }
 };
+
+// wgmma shared-memory descriptor of a K-major operand in a SwizzledTile: start address, 8-row groups 1024 B
+// apart (stride byte offset), 128-byte swizzle; the leading byte offset is unused for swizzled K-major operands.
+__device__ __forceinline__ uint64_t k_major_sw128_descriptor(uint32_t smem_addr) {
+  return uint64_t((smem_addr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+// Orders generic-proxy shared-memory writes of this thread before later async-proxy (wgmma) reads.
+__device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPendingGroups>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPendingGroups) : "memory");
+}
+
+// d (+)= A B^T for a warpgroup: A [64 x 16] and B [64 x 16] bf16, both K-major in shared memory (descriptors);
+// d [64 x 64] fp32, 32 registers a thread laid out as 8 m16n8 accumulators of this warp's 16 rows.
+__device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
+                                                     bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "%32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "r"(int(accumulate)));
+}
 
 }  // namespace flash_mla::sm90
