@@ -65,8 +65,9 @@ def sparse_attn_decode(
         keys = torch.cat([k for k, _ in gathered], dim=-2)
         valid = torch.cat([v for _, v in gathered], dim=-1)
         out, lse = _attend(q[i], keys, valid, sm_scale)
-        if attn_sink is not None:
-            out = out * torch.sigmoid(lse - attn_sink.double()).unsqueeze(-1)
+        if attn_sink is not None:  # rows without keys stay 0 (their lse is +inf; +inf - +inf must not enter)
+            factor = torch.where(lse.isinf(), 1.0, torch.sigmoid(lse - attn_sink.double()))
+            out = out * factor.unsqueeze(-1)
         outs.append(out)
         lses.append(lse.transpose(0, 1))
     return torch.stack(outs).float(), torch.stack(lses).float()

@@ -175,6 +175,7 @@ def assert_out_close(out, ref, name="out"):
     """FlashMLA's output gate: |out - ref| <= 1e-3 + 2/128 |ref| everywhere, cosine similarity >= 1 - 5e-6."""
     out, ref = out.double(), ref.double()
     assert out.shape == ref.shape, f"{name}: shape {list(out.shape)} != reference {list(ref.shape)}"
+    assert not ref.isnan().any(), f"{name}: the reference has {ref.isnan().sum().item()} NaN elements"
     assert not out.isnan().any(), f"{name}: {out.isnan().sum().item()} NaN elements"
     err = (out - ref).abs()
     bad = err > 1e-3 + 2 / 128 * ref.abs()

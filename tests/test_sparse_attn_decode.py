@@ -237,3 +237,12 @@ def test_large_shapes(device, b, s_q, h_q, topk, num_blocks, block_size, kv_layo
         extra_topk_length=True, attn_sink=True, invalid_fraction=0.02, device=device,
     )  # fmt: skip
     check(case)
+
+
+def test_empty_row_with_infinite_sink(device):
+    """A row without valid keys is 0 with lse +inf, whatever the sink (+inf - +inf must not make NaN)."""
+    case = make_sparse_case(2, 1, 4, 16, 2, 64, device=device)
+    case["topk_length"] = torch.tensor([0, 16], dtype=torch.int32, device=device)
+    case["attn_sink"] = torch.tensor([float("inf"), float("-inf"), 0.0, 1.0], device=device)
+    out, lse = check(case)
+    assert torch.all(out[0] == 0) and torch.all(lse[0] == float("inf"))

@@ -1,6 +1,7 @@
 // The sm90 MLA decode kernel shared by both ops. One CTA of 8 warps (2 warpgroups) runs 64 heads of one query
 // row over one split of that row's key positions, 64 keys at a time:
-//   1. locate: 64 threads map the next tile's positions to token bytes (KeyBytes, in shared memory);
+//   1. locate: 64 threads map the next tile's positions to token bytes (KeyBytes, in shared memory), their
+//              indices fetched one tile ahead;
 //   2. stage:  all threads copy the raw tokens with cp.async into the other half of a double buffer, so the
 //              gather of tile t + 1 overlaps the math of tile t;
 //   3. dequant: each key is turned into bf16 once, into a 128-byte-swizzled [64 keys x 512] tile (K = V);
@@ -57,56 +58,70 @@ struct SharedStorage {
 // The dynamic shared-memory window is only 16-byte aligned: the kernel rounds its start up to 1024 bytes.
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
 
-// Four threads per key, each copying every fourth 8-byte chunk: a warp's copies cover 32 contiguous bytes of each
-// of 8 keys at a time.
-template <class Keys>
-__device__ __forceinline__ void stage_tile(const KeyBytes* keys, uint8_t* staged) {
-  static_assert(kThreads == 4 * kKeyTile, "four threads per key");
-  constexpr int kChunks = kNopeDim / 8 + 2 * kRopeDim / 8 + Keys::kScaleChunks;  // 8-byte nope, rope; scales
-  const int key = threadIdx.x / 4;
-  const KeyBytes bytes = keys[key];
-  if (bytes.nope == nullptr) return;
-  for (int c = threadIdx.x % 4; c < kChunks; c += 4) {
-    const uint8_t* src;
-    int dst, size;
-    if (c < 56) {
-      src = bytes.nope + 8 * c, dst = 8 * c, size = 8;
-    } else if (c < 72) {
-      src = bytes.rope + 8 * (c - 56), dst = kStagedRopeOffset + 8 * (c - 56), size = 8;
-    } else {
-      const int s = c - 72;
-      src = bytes.scales + Keys::kScaleChunkBytes * s;
-      dst = kStagedScaleOffset + Keys::kScaleChunkBytes * s;
-      size = Keys::kScaleChunkBytes;
-    }
-    uint8_t* target = staged + key * kStagedKeyBytes + dst;
-    if constexpr (Keys::kAligned) {
-      if (size == 8) {
-        cp_async<8>(smem_address(target), src);
-      } else {
-        cp_async<4>(smem_address(target), src);
-      }
-    } else {
-      for (int i = 0; i < size; ++i) target[i] = __ldg(src + i);  // a cache at an unaligned address
-    }
+// Staging and dequantization give each key 4 threads: thread (key = tid / 4, sub = tid % 4) handles the 16-byte
+// output chunks c = sub + 4 j of its key (j = 0..15: nope chunks for j < 14, rope for j = 14, 15) and the matching
+// 8-byte input chunks, so every offset below is a compile-time constant from two per-thread bases.
+static_assert(kThreads == 4 * kKeyTile, "four threads per key");
+
+template <class Keys, int kBytes>
+__device__ __forceinline__ void copy_to_shared(uint8_t* dst, const uint8_t* src) {
+  if constexpr (Keys::kAligned) {
+    cp_async<kBytes>(smem_address(dst), src);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kBytes; ++i) dst[i] = __ldg(src + i);  // a cache at an unaligned address
   }
 }
 
-// Dequantizes the staged tile into the bf16 key tile; skipped keys become zeros (their P is 0, and 0 * NaN = NaN).
+// Copies the raw bytes of this thread's quarter of its key into the staging buffer (cp.async: asynchronous).
+template <class Keys>
+__device__ __forceinline__ void stage_tile(const KeyBytes* keys, uint8_t* staged) {
+  const int key = threadIdx.x / 4, sub = threadIdx.x % 4;
+  const KeyBytes bytes = keys[key];
+  if (bytes.nope == nullptr) return;
+  uint8_t* dst = staged + key * kStagedKeyBytes + 8 * sub;
+#pragma unroll
+  for (int i = 0; i < kNopeDim / 32; ++i) copy_to_shared<Keys, 8>(dst + 32 * i, bytes.nope + 8 * sub + 32 * i);
+#pragma unroll
+  for (int i = 0; i < 2 * kRopeDim / 32; ++i) {
+    copy_to_shared<Keys, 8>(dst + kStagedRopeOffset + 32 * i, bytes.rope + 8 * sub + 32 * i);
+  }
+  for (int c = sub; c < Keys::kScaleChunks; c += 4) {
+    copy_to_shared<Keys, Keys::kScaleChunkBytes>(staged + key * kStagedKeyBytes + kStagedScaleOffset +
+                                                     Keys::kScaleChunkBytes * c,
+                                                 bytes.scales + Keys::kScaleChunkBytes * c);
+  }
+}
+
+// Dequantizes this thread's quarter of its staged key into the bf16 key tile; a skipped key becomes zeros (its P
+// is 0, and 0 * NaN would be NaN).
 template <class Keys>
 __device__ __forceinline__ void dequant_tile(const Keys& source, const KeyBytes* keys, const uint8_t* staged,
                                              KTile k_tile) {
-  for (int item = threadIdx.x; item < kKeyTile * kChunksPerRow; item += kThreads) {
-    const int key = item / kChunksPerRow;
-    const int c = item % kChunksPerRow;
-    const uint8_t* staged_key = staged + key * kStagedKeyBytes;
-    uint4 value = make_uint4(0, 0, 0, 0);
-    if (keys[key].nope != nullptr) {
-      value = c < kNopeDim / 8 ? source.dequant_nope_chunk(staged_key, c)
-                               : *reinterpret_cast<const uint4*>(staged_key + kStagedRopeOffset + 16 * (c - 56));
-    }
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(k_tile.chunk(key, c)), "r"(value.x),
-                 "r"(value.y), "r"(value.z), "r"(value.w));
+  const int key = threadIdx.x / 4, sub = threadIdx.x % 4;
+  // Chunk sub + 4 j sits in slice j / 2 at in-slice chunk sub + 4 (j % 2), swizzled by the row.
+  const uint32_t row = k_tile.base + key * 128;
+  const uint32_t even = ((sub ^ (key & 7)) << 4), odd = (((sub + 4) ^ (key & 7)) << 4);
+  auto store = [&](int j, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(row + (j / 2) * KTile::kSliceBytes +
+                                                                   (j % 2 ? odd : even)),
+                 "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+  };
+  if (keys[key].nope == nullptr) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) store(j, make_uint4(0, 0, 0, 0));
+    return;
+  }
+  const uint8_t* staged_key = staged + key * kStagedKeyBytes;
+  const typename Keys::KeyScales scales = source.load_scales(staged_key);
+#pragma unroll
+  for (int j = 0; j < kNopeDim / 32; ++j) {
+    const uint2 fp8 = *reinterpret_cast<const uint2*>(staged_key + 8 * sub + 32 * j);
+    store(j, source.dequant_chunk(fp8, scales, j / 2));  // chunk sub + 4 j lies in nope tile j / 2
+  }
+#pragma unroll
+  for (int j = kNopeDim / 32; j < 16; ++j) {
+    store(j, *reinterpret_cast<const uint4*>(staged_key + kStagedRopeOffset + 16 * (sub + 4 * (j - kNopeDim / 32))));
   }
 }
 
@@ -140,10 +155,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   fence_proxy_async_shared();  // wgmma reads Q
 
+  // Threads 0..63 locate the keys of a tile, one each: the index of tile t + 1 was fetched an iteration earlier
+  // (`fetched`), so its global-load latency is hidden behind tile t - 1.
+  int32_t fetched = 0;
+  auto fetch_tile = [&](int tile) {
+    const int position = range.begin + tile * kKeyTile + tid;
+    if (tid < kKeyTile && position < range.end) fetched = source.fetch(position);
+  };
   auto locate_tile = [&](int tile, int buffer) {
     if (tid < kKeyTile) {
       const int position = range.begin + tile * kKeyTile + tid;
-      smem.keys[buffer][tid] = position < range.end ? source.locate(position) : KeyBytes{nullptr, nullptr, nullptr};
+      smem.keys[buffer][tid] =
+          position < range.end ? source.resolve(position, fetched) : KeyBytes{nullptr, nullptr, nullptr};
     }
   };
 
@@ -159,7 +182,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   float row_sum[2] = {0.f, 0.f};              // this thread's share; the quad is summed at the end
 
   if (num_tiles > 0) {
+    fetch_tile(0);
     locate_tile(0, 0);
+    fetch_tile(1);
     __syncthreads();
     stage_tile<Keys>(smem.keys[0], smem.staged[0]);
   }
@@ -167,7 +192,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int buffer = tile & 1;
-    if (tile + 1 < num_tiles) locate_tile(tile + 1, buffer ^ 1);
+    if (tile + 1 < num_tiles) {
+      locate_tile(tile + 1, buffer ^ 1);
+      fetch_tile(tile + 2);
+    }
     __syncthreads();  // next tile's KeyBytes visible; everyone is done with the previous key tile
     if (tile + 1 < num_tiles) stage_tile<Keys>(smem.keys[buffer ^ 1], smem.staged[buffer ^ 1]);
     cp_async_commit();

@@ -38,11 +38,10 @@ __device__ __forceinline__ uint4 dequant_fp8x8_exact(uint2 bytes, float scale, F
   return make_uint4(out[0], out[1], out[2], out[3]);
 }
 
-// 8 fp8 values of one 64-element tile and its e8m0 scale byte -> 8 bf16 (exact when the product fits bf16).
-__device__ __forceinline__ uint4 dequant_fp8x8_e8m0(uint2 bytes, uint8_t scale_e8m0, Fp8Format format) {
-  const int folded_exponent = int(scale_e8m0) + shift_exponent(format);  // bf16 exponent field of 2^(e-127+shift)
-  if (folded_exponent > 254) return dequant_fp8x8_exact(bytes, e8m0_to_float(scale_e8m0), format);
-  const uint32_t scale2 = uint32_t(folded_exponent) * 0x00800080u;  // the folded scale in both bf16 halves
+// 8 fp8 values of one 64-element tile times 2^(folded_exponent - 127 - shift) -> 8 bf16, exactly. The caller has
+// checked that the folded scale (the tile's e8m0 byte + shift_exponent) is a bf16 exponent field (<= 254).
+__device__ __forceinline__ uint4 dequant_fp8x8_folded(uint2 bytes, uint32_t folded_exponent) {
+  const uint32_t scale2 = folded_exponent * 0x00800080u;  // the folded scale in both bf16 halves
   uint4 out;
   shift_fp8x4_to_bf16(bytes.x, out.x, out.y);
   shift_fp8x4_to_bf16(bytes.y, out.z, out.w);

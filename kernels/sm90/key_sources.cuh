@@ -1,5 +1,5 @@
-// Where an attention CTA's keys come from. A key source maps a query row's key positions to token bytes and
-// turns one staged token into bf16: SparseKeys reads the paged MODEL1 cache through top-k indices (main cache,
+// Where an attention CTA's keys come from. A key source maps a query row's key positions to token bytes
+// (fetch, then resolve) and turns one staged token into bf16: SparseKeys reads the paged MODEL1 cache through top-k indices (main cache,
 // then extra cache); CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
 #pragma once
 
@@ -46,19 +46,41 @@ struct SparseKeys {
 
   __device__ int num_positions() const { return total; }
 
-  __device__ KeyBytes locate(int position) const {
+  // Locating a key takes two steps, so the index load of a later tile can overlap the current one: fetch reads
+  // the position's token index (a global load), resolve turns it into byte addresses.
+  __device__ int32_t fetch(int position) const {
     const bool main = position < main_length;
     const SparseKVSource& source = main ? p.sources[0] : p.sources[1];
-    const int32_t index = source.indices[int64_t(row) * source.topk + (main ? position : position - main_length)];
+    return source.indices[int64_t(row) * source.topk + (main ? position : position - main_length)];
+  }
+
+  __device__ KeyBytes resolve(int position, int32_t index) const {
+    const SparseKVSource& source = position < main_length ? p.sources[0] : p.sources[1];
     if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
     const TokenBytes token = locate_token(source.cache, index);
     return {token.nope, token.rope, token.scales};
   }
 
-  // Output chunk c (8 values) of nope tile c / 8 of a staged key.
-  __device__ uint4 dequant_nope_chunk(const uint8_t* staged, int c) const {
-    const uint2 bytes = *reinterpret_cast<const uint2*>(staged + 8 * c);
-    return dequant_fp8x8_e8m0(bytes, staged[kStagedScaleOffset + c / 8], p.sources[0].cache.format);
+  // A staged key's 7 e8m0 scale bytes (+ pad), and whether all fold into a bf16 exponent (the fast path).
+  struct KeyScales {
+    uint2 e8m0;
+    bool foldable;
+  };
+
+  __device__ KeyScales load_scales(const uint8_t* staged) const {
+    const uint2 e8m0 = *reinterpret_cast<const uint2*>(staged + kStagedScaleOffset);
+    uint32_t largest = __vmaxu4(e8m0.x, e8m0.y & 0x00FFFFFFu);  // the pad byte is not a scale
+    largest = __vmaxu4(largest, largest >> 16);
+    largest = __vmaxu4(largest, largest >> 8) & 0xFFu;
+    return {e8m0, int(largest) + shift_exponent(p.sources[0].cache.format) <= 254};
+  }
+
+  // 8 fp8 values of nope tile `tile` -> 8 bf16.
+  __device__ uint4 dequant_chunk(uint2 fp8, const KeyScales& scales, int tile) const {
+    const uint32_t byte = (tile < 4 ? scales.e8m0.x >> (8 * tile) : scales.e8m0.y >> (8 * (tile - 4))) & 0xFFu;
+    const Fp8Format format = p.sources[0].cache.format;
+    if (scales.foldable) return dequant_fp8x8_folded(fp8, byte + shift_exponent(format));
+    return dequant_fp8x8_exact(fp8, e8m0_to_float(uint8_t(byte)), format);
   }
 };
 
@@ -77,16 +99,24 @@ struct CsrKeys {
 
   __device__ int num_positions() const { return int(range.end - range.begin); }
 
-  __device__ KeyBytes locate(int position) const {
+  __device__ int32_t fetch(int position) const { return position; }
+
+  __device__ KeyBytes resolve(int position, int32_t) const {
     const int64_t token = range.begin + position;
     return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
             reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
   }
 
-  __device__ uint4 dequant_nope_chunk(const uint8_t* staged, int c) const {
-    const uint2 bytes = *reinterpret_cast<const uint2*>(staged + 8 * c);
-    const float scale = reinterpret_cast<const float*>(staged + kStagedScaleOffset)[c / 8];
-    return dequant_fp8x8_f32(bytes, scale, p.format);
+  struct KeyScales {
+    const float* scales;  // the staged fp32 scales
+  };
+
+  __device__ KeyScales load_scales(const uint8_t* staged) const {
+    return {reinterpret_cast<const float*>(staged + kStagedScaleOffset)};
+  }
+
+  __device__ uint4 dequant_chunk(uint2 fp8, const KeyScales& scales, int tile) const {
+    return dequant_fp8x8_f32(fp8, scales.scales[tile], p.format);
   }
 };
 
