@@ -41,16 +41,17 @@ struct TokenBytes {
 
 FMLA_HOST_DEVICE bool is_valid_token(int64_t index, int64_t num_tokens) { return index >= 0 && index < num_tokens; }
 
-// Only for a valid index (is_valid_token): an invalid one would address memory outside the cache.
-FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int64_t token) {
-  const int64_t block = token / cache.block_size;
-  const int64_t offset = token - block * cache.block_size;
-  const uint8_t* block_base = cache.data + block * cache.block_stride;
+// Only for a valid index (is_valid_token): an invalid one would address memory outside the cache. Indices are
+// int32, so a valid one is a non-negative 32-bit value and a 32-bit division finds its block.
+FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int32_t token) {
+  const uint32_t block = uint32_t(token) / uint32_t(cache.block_size);
+  const uint32_t offset = uint32_t(token) - block * uint32_t(cache.block_size);
+  const uint8_t* block_base = cache.data + int64_t(block) * cache.block_stride;
   if (cache.layout == KVLayout::kToken) {
-    const uint8_t* base = block_base + offset * kTokenBytes;
+    const uint8_t* base = block_base + int64_t(offset) * kTokenBytes;
     return {base, base + kNopeDim, base + kTokenDataBytes};
   }
-  const uint8_t* base = block_base + offset * kTokenDataBytes;
+  const uint8_t* base = block_base + int64_t(offset) * kTokenDataBytes;
   return {base, base + kNopeDim,
           block_base + int64_t(cache.block_size) * kTokenDataBytes + offset * kTokenScaleBytes};
 }

@@ -10,7 +10,7 @@
 namespace flash_mla::cpu {
 namespace {
 
-void dequantize_cache_token(const PagedKVCache& cache, int64_t token, float* key) {
+void dequantize_cache_token(const PagedKVCache& cache, int32_t token, float* key) {
   const TokenBytes bytes = locate_token(cache, token);
   float scales[kNumScaleTiles];
   for (int tile = 0; tile < kNumScaleTiles; ++tile) scales[tile] = e8m0_to_float(bytes.scales[tile]);

@@ -174,6 +174,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int dim_half = warp / 4;    // this warp's output dims 256 * dim_half .. (and its warpgroup)
   const int group = lane / 4, quad = lane % 4;
   const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
+  const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
+  const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base);
+  // PV's ldmatrix rows keep row % 8 = lane % 8, so chunk 32 dim_half + 2 n2 + hi swizzles to one of 4 places a
+  // lane can compute once (n2 % 4); n2 / 4 and the key step add constants.
+  const int pv_row = (lane & 7) + (((lane >> 3) & 1) << 3);
+  uint32_t pv_base[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) pv_base[j] = k_tile.chunk(pv_row, 32 * dim_half + 2 * j + (lane >> 4));
 
   float o[32][4];
 #pragma unroll
@@ -209,14 +217,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + 32].nope != nullptr);
     __syncthreads();  // bf16 key tile complete
 
-    // 4. S = Q K^T over d = 512: 32 wgmma k-steps, 4 per 128-byte slice.
+    // 4. S = Q K^T over d = 512: 32 wgmma k-steps, 4 per 128-byte slice; a step moves both descriptors' start
+    // addresses (in 16-byte units) by a constant.
     float s[32];
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-      const uint32_t offset = (ks / 4) * 8192 + (ks % 4) * 32;
-      wgmma_m64n64k16_bf16(s, k_major_sw128_descriptor(q_tile.base + offset),
-                           k_major_sw128_descriptor(k_tile.base + offset), ks > 0);
+      const uint64_t step = ((ks / 4) * QTile::kSliceBytes + (ks % 4) * 32) >> 4;
+      wgmma_m64n64k16_bf16(s, q_descriptor + step, k_descriptor + step, ks > 0);
     }
     wgmma_commit();
     wgmma_wait<0>();
@@ -264,14 +272,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       p[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
     }
 
-    // 6. O += P V for 16 heads x 256 dims.
+    // 6. O += P V for 16 heads x 256 dims: ldmatrix.trans at key 16 kk + pv_row, chunk 32 dim_half + 2 n2 + hi.
 #pragma unroll
     for (int kk = 0; kk < kKeyTile / 16; ++kk) {
 #pragma unroll
       for (int n2 = 0; n2 < 16; ++n2) {
         uint32_t b[4];
-        ldmatrix_x4_trans(b, k_tile.chunk(16 * kk + (lane & 7) + (((lane >> 3) & 1) << 3),
-                                          32 * dim_half + 2 * n2 + (lane >> 4)));
+        ldmatrix_x4_trans(b, pv_base[n2 % 4] + (n2 / 4) * KTile::kSliceBytes + 16 * kk * 128);
         mma_bf16_16x8x16(o[2 * n2], p[kk], b[0], b[1]);
         mma_bf16_16x8x16(o[2 * n2 + 1], p[kk], b[2], b[3]);
       }
