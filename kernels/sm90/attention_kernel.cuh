@@ -8,8 +8,8 @@
 //   4. QK:     each warpgroup computes S = Q K^T for all 64 heads x 64 keys with wgmma from shared memory; warp w
 //              keeps the rows of heads 16 (w % 4) .. + 16;
 //   5. softmax: streaming, in the log2 domain, invalid keys at -inf;
-//   6. PV:     warp w accumulates O += P V for its 16 heads and output dims 256 (w / 4) .. + 256 with mma.sync,
-//              P straight from the S registers.
+//   6. PV:     warpgroup g accumulates O += P V for all 64 heads and output dims 256 g .. + 256 with wgmma,
+//              P straight from the S registers (warp w holds heads 16 (w % 4) ..).
 // With one split the CTA writes the final bf16 output and lse; with several it writes normalized fp32 partials
 // and their lse, and combine.cu merges them.
 #pragma once
@@ -176,12 +176,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
   const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
   const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base);
-  // PV's ldmatrix rows keep row % 8 = lane % 8, so chunk 32 dim_half + 2 n2 + hi swizzles to one of 4 places a
-  // lane can compute once (n2 % 4); n2 / 4 and the key step add constants.
-  const int pv_row = (lane & 7) + (((lane >> 3) & 1) << 3);
-  uint32_t pv_base[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) pv_base[j] = k_tile.chunk(pv_row, 32 * dim_half + 2 * j + (lane >> 4));
+  // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 dim_half.
+  const uint64_t v_descriptor = mn_major_sw128_descriptor<KTile::kSliceBytes>(k_tile.base + 4 * dim_half * KTile::kSliceBytes);
 
   float o[32][4];
 #pragma unroll
@@ -272,17 +268,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       p[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
     }
 
-    // 6. O += P V for 16 heads x 256 dims: ldmatrix.trans at key 16 kk + pv_row, chunk 32 dim_half + 2 n2 + hi.
+    // 6. O += P V: warpgroup dim_half multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
+    // dims] (shared memory, d contiguous), 4 wgmma k-steps of 16 keys.
+    wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kKeyTile / 16; ++kk) {
-#pragma unroll
-      for (int n2 = 0; n2 < 16; ++n2) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, pv_base[n2 % 4] + (n2 / 4) * KTile::kSliceBytes + 16 * kk * 128);
-        mma_bf16_16x8x16(o[2 * n2], p[kk], b[0], b[1]);
-        mma_bf16_16x8x16(o[2 * n2 + 1], p[kk], b[2], b[3]);
-      }
-    }
+    for (int kk = 0; kk < kKeyTile / 16; ++kk) wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + ((kk * 16 * 128) >> 4));
+    wgmma_commit();
+    wgmma_wait<0>();
   }
   cp_async_wait<0>();
 
