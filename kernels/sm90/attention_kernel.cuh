@@ -4,7 +4,8 @@
 //              indices fetched one tile ahead;
 //   2. stage:  all threads copy the raw tokens with cp.async into the other half of a double buffer, so the
 //              gather of tile t + 1 overlaps the math of tile t;
-//   3. dequant: each key is turned into bf16 once, into a 128-byte-swizzled [64 keys x 512] tile (K = V);
+//   3. dequant: each key is turned into bf16 once, into a 128-byte-swizzled [64 keys x 512] tile (K = V); for
+//              128 heads a cluster of 2 CTAs splits the keys and each writes its half into both tiles;
 //   4. QK:     each warpgroup computes S = Q K^T for all 64 heads x 64 keys with wgmma from shared memory; warp w
 //              keeps the rows of heads 16 (w % 4) .. + 16;
 //   5. softmax: streaming, in the log2 domain, invalid keys at -inf;
@@ -58,10 +59,11 @@ struct SharedStorage {
 // The dynamic shared-memory window is only 16-byte aligned: the kernel rounds its start up to 1024 bytes.
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
 
-// Staging and dequantization give each key 4 threads: thread (key = tid / 4, sub = tid % 4) handles the 16-byte
-// output chunks c = sub + 4 j of its key (j = 0..15: nope chunks for j < 14, rope for j = 14, 15) and the matching
-// 8-byte input chunks, so every offset below is a compile-time constant from two per-thread bases.
-static_assert(kThreads == 4 * kKeyTile, "four threads per key");
+// Staging and dequantization give each key 8 threads: thread (key, sub = tid % 8) handles the 16-byte output
+// chunks c = sub + 8 j of its key (j = 0..6: nope tile j; j = 7: rope) and the matching 8-byte input chunks, so
+// every offset below is a compile-time constant from a per-thread base. 256 threads cover 32 keys a pass.
+constexpr int kThreadsPerKey = 8;
+constexpr int kKeysPerPass = kThreads / kThreadsPerKey;
 
 template <class Keys, int kBytes>
 __device__ __forceinline__ void copy_to_shared(uint8_t* dst, const uint8_t* src) {
@@ -73,59 +75,49 @@ __device__ __forceinline__ void copy_to_shared(uint8_t* dst, const uint8_t* src)
   }
 }
 
-// Copies the raw bytes of this thread's quarter of its key into the staging buffer (cp.async: asynchronous).
+// Copies the raw bytes of this thread's eighth of its key into the staging buffer (cp.async: asynchronous).
 template <class Keys>
-__device__ __forceinline__ void stage_tile(const KeyBytes* keys, uint8_t* staged) {
-  const int key = threadIdx.x / 4, sub = threadIdx.x % 4;
-  const KeyBytes bytes = keys[key];
+__device__ __forceinline__ void stage_key(const KeyBytes& bytes, uint8_t* staged_key, int sub) {
   if (bytes.nope == nullptr) return;
-  uint8_t* dst = staged + key * kStagedKeyBytes + 8 * sub;
 #pragma unroll
-  for (int i = 0; i < kNopeDim / 32; ++i) copy_to_shared<Keys, 8>(dst + 32 * i, bytes.nope + 8 * sub + 32 * i);
+  for (int i = 0; i < kNopeDim / 64; ++i) copy_to_shared<Keys, 8>(staged_key + 8 * sub + 64 * i, bytes.nope + 8 * sub + 64 * i);
 #pragma unroll
-  for (int i = 0; i < 2 * kRopeDim / 32; ++i) {
-    copy_to_shared<Keys, 8>(dst + kStagedRopeOffset + 32 * i, bytes.rope + 8 * sub + 32 * i);
+  for (int i = 0; i < 2 * kRopeDim / 64; ++i) {
+    copy_to_shared<Keys, 8>(staged_key + kStagedRopeOffset + 8 * sub + 64 * i, bytes.rope + 8 * sub + 64 * i);
   }
-  for (int c = sub; c < Keys::kScaleChunks; c += 4) {
-    copy_to_shared<Keys, Keys::kScaleChunkBytes>(staged + key * kStagedKeyBytes + kStagedScaleOffset +
-                                                     Keys::kScaleChunkBytes * c,
-                                                 bytes.scales + Keys::kScaleChunkBytes * c);
+  if (sub < Keys::kScaleChunks) {
+    copy_to_shared<Keys, Keys::kScaleChunkBytes>(staged_key + kStagedScaleOffset + Keys::kScaleChunkBytes * sub,
+                                                 bytes.scales + Keys::kScaleChunkBytes * sub);
   }
 }
 
-// Dequantizes this thread's quarter of its staged key into the bf16 key tile; a skipped key becomes zeros (its P
-// is 0, and 0 * NaN would be NaN).
-template <class Keys>
-__device__ __forceinline__ void dequant_tile(const Keys& source, const KeyBytes* keys, const uint8_t* staged,
-                                             KTile k_tile) {
-  const int key = threadIdx.x / 4, sub = threadIdx.x % 4;
-  // Chunk sub + 4 j sits in slice j / 2 at in-slice chunk sub + 4 (j % 2), swizzled by the row.
-  const uint32_t row = k_tile.base + key * 128;
-  const uint32_t even = ((sub ^ (key & 7)) << 4), odd = (((sub + 4) ^ (key & 7)) << 4);
+// Dequantizes this thread's eighth of a staged key into row `key` of the bf16 key tile, and of the peer CTA's
+// tile too when kShare; a skipped key becomes zeros (its P is 0, and 0 * NaN would be NaN).
+template <class Keys, bool kShare>
+__device__ __forceinline__ void dequant_key(const Keys& source, const KeyBytes& bytes, const uint8_t* staged_key,
+                                            KTile k_tile, int key, int sub, uint32_t peer) {
+  const uint32_t row = k_tile.chunk(key, sub);  // chunk sub + 8 j is `row` + j slices
   auto store = [&](int j, uint4 v) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(row + (j / 2) * KTile::kSliceBytes +
-                                                                   (j % 2 ? odd : even)),
-                 "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+    const uint32_t address = row + j * KTile::kSliceBytes;
+    st_shared_v4(address, v);
+    if constexpr (kShare) st_cluster_v4(peer_shared_address(address, peer), v);
   };
-  if (keys[key].nope == nullptr) {
+  if (bytes.nope == nullptr) {
 #pragma unroll
-    for (int j = 0; j < 16; ++j) store(j, make_uint4(0, 0, 0, 0));
+    for (int j = 0; j < 8; ++j) store(j, make_uint4(0, 0, 0, 0));
     return;
   }
-  const uint8_t* staged_key = staged + key * kStagedKeyBytes;
   const typename Keys::KeyScales scales = source.load_scales(staged_key);
 #pragma unroll
-  for (int j = 0; j < kNopeDim / 32; ++j) {
-    const uint2 fp8 = *reinterpret_cast<const uint2*>(staged_key + 8 * sub + 32 * j);
-    store(j, source.dequant_chunk(fp8, scales, j / 2));  // chunk sub + 4 j lies in nope tile j / 2
+  for (int j = 0; j < kNumScaleTiles; ++j) {
+    store(j, source.dequant_chunk(*reinterpret_cast<const uint2*>(staged_key + 8 * sub + 64 * j), scales, j));
   }
-#pragma unroll
-  for (int j = kNopeDim / 32; j < 16; ++j) {
-    store(j, *reinterpret_cast<const uint4*>(staged_key + kStagedRopeOffset + 16 * (sub + 4 * (j - kNopeDim / 32))));
-  }
+  store(kNumScaleTiles, *reinterpret_cast<const uint4*>(staged_key + kStagedRopeOffset + 16 * sub));
 }
 
-template <class Keys>
+// kShare: the CTA is one of a cluster of 2 that runs heads 0..63 and 64..127 of the same query row; each stages
+// and dequantizes half of every tile's keys and writes them into both CTAs' key tiles.
+template <class Keys, bool kShare>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_kernel(const __grid_constant__ typename Keys::Params params, const AttentionShape shape,
                      const AttentionOutputs outputs, const SplitKVWorkspace workspace) {
@@ -185,12 +177,33 @@ __global__ void __launch_bounds__(kThreads, 1)
   float row_max[2] = {-INFINITY, -INFINITY};  // scaled log2 domain, rows group and group + 8
   float row_sum[2] = {0.f, 0.f};              // this thread's share; the quad is summed at the end
 
+  // The keys this CTA stages and dequantizes: all 64, or its half when it shares them with its cluster peer.
+  constexpr int kPasses = (kShare ? kKeyTile / 2 : kKeyTile) / kKeysPerPass;
+  const uint32_t peer = kShare ? cluster_rank() ^ 1u : 0u;
+  const int first_key = (kShare ? kKeyTile / 2 * int(peer ^ 1u) : 0) + tid / kThreadsPerKey;
+  const int sub = tid % kThreadsPerKey;
+  auto stage_tile = [&](int buffer) {
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int key = first_key + pass * kKeysPerPass;
+      stage_key<Keys>(smem.keys[buffer][key], smem.staged[buffer] + key * kStagedKeyBytes, sub);
+    }
+  };
+  // Everyone who writes this CTA's key tile (its own threads, and the peer's when shared) passes here first.
+  auto tile_barrier = [] {
+    if constexpr (kShare) {
+      cluster_sync();
+    } else {
+      __syncthreads();
+    }
+  };
+
   if (num_tiles > 0) {
     fetch_tile(0);
     locate_tile(0, 0);
     fetch_tile(1);
     __syncthreads();
-    stage_tile<Keys>(smem.keys[0], smem.staged[0]);
+    stage_tile(0);
   }
   cp_async_commit();
 
@@ -200,18 +213,27 @@ __global__ void __launch_bounds__(kThreads, 1)
       locate_tile(tile + 1, buffer ^ 1);
       fetch_tile(tile + 2);
     }
-    __syncthreads();  // next tile's KeyBytes visible; everyone is done with the previous key tile
-    if (tile + 1 < num_tiles) stage_tile<Keys>(smem.keys[buffer ^ 1], smem.staged[buffer ^ 1]);
+    tile_barrier();  // next tile's KeyBytes visible; every reader of the key tile is done with the previous one
+    if (tile + 1 < num_tiles) stage_tile(buffer ^ 1);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();  // this tile's staged bytes visible
-    dequant_tile(source, smem.keys[buffer], smem.staged[buffer], k_tile);
-    fence_proxy_async_shared();  // wgmma reads the key tile
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int key = first_key + pass * kKeysPerPass;
+      dequant_key<Keys, kShare>(source, smem.keys[buffer][key], smem.staged[buffer] + key * kStagedKeyBytes,
+                                k_tile, key, sub, peer);
+    }
+    if constexpr (kShare) {
+      fence_proxy_async_cluster();  // wgmma in both CTAs reads the key tile
+    } else {
+      fence_proxy_async_shared();  // wgmma reads the key tile
+    }
     // Read this tile's key validity before the barrier: the next iteration's locate rewrites the other buffer,
     // and the one after it this one.
     const uint32_t valid_lo = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane].nope != nullptr);
     const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + 32].nope != nullptr);
-    __syncthreads();  // bf16 key tile complete
+    tile_barrier();  // bf16 key tile complete
 
     // 4. S = Q K^T over d = 512: 32 wgmma k-steps, 4 per 128-byte slice; a step moves both descriptors' start
     // addresses (in 16-byte units) by a constant.

@@ -15,15 +15,38 @@ inline void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string("flash_mla sm90: ") + what + ": " + cudaGetErrorString(status));
 }
 
+template <class Keys, bool kShare>
+void launch_attention_kernel(const typename Keys::Params& params, const AttentionShape& shape,
+                             const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  check_cuda(configured, "configuring the attention kernel");
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(shape.num_rows, (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta, workspace.num_splits);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSharedBytes;
+  config.stream = stream;
+  cudaLaunchAttribute cluster;
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = 1;
+  cluster.val.clusterDim.y = kShare ? 2 : 1;
+  cluster.val.clusterDim.z = 1;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  check_cuda(cudaLaunchKernelEx(&config, attention_kernel<Keys, kShare>, params, shape, outputs, workspace),
+             "launching the attention kernel");
+}
+
+// 2 head groups (65..128 heads) share dequantized keys across a cluster of 2 CTAs; other head counts run alone.
 template <class Keys>
 void launch_attention(const typename Keys::Params& params, const AttentionShape& shape,
                       const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      attention_kernel<Keys>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
-  check_cuda(configured, "configuring the attention kernel");
-  const dim3 grid(shape.num_rows, (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta, workspace.num_splits);
-  attention_kernel<Keys><<<grid, kThreads, kSharedBytes, stream>>>(params, shape, outputs, workspace);
-  check_cuda(cudaGetLastError(), "launching the attention kernel");
+  const int head_groups = (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta;
+  if (head_groups == 2) {
+    launch_attention_kernel<Keys, true>(params, shape, outputs, workspace, stream);
+  } else {
+    launch_attention_kernel<Keys, false>(params, shape, outputs, workspace, stream);
+  }
   if (workspace.num_splits > 1) {
     launch_combine(workspace, shape.num_rows, shape.num_heads, outputs, stream);
     check_cuda(cudaGetLastError(), "launching the combine kernel");
