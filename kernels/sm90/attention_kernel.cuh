@@ -6,9 +6,10 @@
 //              gather of tile t + 1 overlaps the math of tile t;
 //   3. dequant: each key is turned into bf16 once, into a 128-byte-swizzled [64 keys x 512] tile (K = V); for
 //              128 heads a cluster of 2 CTAs splits the keys and each writes its half into both tiles;
-//   4. QK:     each warpgroup computes S = Q K^T for all 64 heads x 64 keys with wgmma from shared memory; warp w
-//              keeps the rows of heads 16 (w % 4) .. + 16;
-//   5. softmax: streaming, in the log2 domain, invalid keys at -inf;
+//   4. QK:     warpgroup g computes S = Q K^T for all 64 heads x keys 32 g .. + 32 with wgmma from shared memory;
+//              warp w keeps the rows of heads 16 (w % 4) .. + 16;
+//   5. softmax: streaming, in the log2 domain, invalid keys at -inf; warps w and w ^ 4 (same heads, other keys)
+//              swap row maxima and P fragments through shared memory (64-thread named barriers);
 //   6. PV:     warpgroup g accumulates O += P V for all 64 heads and output dims 256 g .. + 256 with wgmma,
 //              P straight from the S registers (warp w holds heads 16 (w % 4) ..).
 // With one split the CTA writes the final bf16 output and lse; with several it writes normalized fp32 partials
@@ -50,11 +51,16 @@ struct AttentionShape {
 using QTile = SwizzledTile<kHeadsPerCta>;
 using KTile = SwizzledTile<kKeyTile>;
 
+constexpr int kWarps = kThreads / 32;
+
 struct SharedStorage {
   alignas(1024) uint8_t q[kHeadsPerCta * kHeadDim * 2];
   alignas(1024) uint8_t k[kKeyTile * kHeadDim * 2];
   alignas(128) uint8_t staged[2][kKeyTile * kStagedKeyBytes];
   KeyBytes keys[2][kKeyTile];
+  // What a warp hands the warp with its heads in the other warpgroup, [item][lane] so stores hit 32 banks.
+  uint32_t p_fragments[kWarps][8 * 32];  // its bf16 P for 16 heads x its 32 keys, as A fragments
+  float row_stats[kWarps][2 * 32];       // a row maximum, then (at the end) a row sum, for its two rows
 };
 // The dynamic shared-memory window is only 16-byte aligned: the kernel rounds its start up to 1024 bytes.
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
@@ -163,11 +169,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
 
   const int head_slice = warp % 4;  // this warp's S / O rows: heads 16 * head_slice ..
-  const int dim_half = warp / 4;    // this warp's output dims 256 * dim_half .. (and its warpgroup)
+  const int dim_half = warp / 4;    // its warpgroup: keys 32 * dim_half .. in QK, output dims 256 * dim_half .. in PV
+  const int partner = warp ^ 4;     // the warp with the same heads in the other warpgroup
   const int group = lane / 4, quad = lane % 4;
   const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
   const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
-  const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base);
+  const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base + 32 * dim_half * 128);  // its 32 keys
   // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 dim_half.
   const uint64_t v_descriptor = mn_major_sw128_descriptor<KTile::kSliceBytes>(k_tile.base + 4 * dim_half * KTile::kSliceBytes);
 
@@ -175,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int n = 0; n < 32; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
   float row_max[2] = {-INFINITY, -INFINITY};  // scaled log2 domain, rows group and group + 8
-  float row_sum[2] = {0.f, 0.f};              // this thread's share; the quad is summed at the end
+  float row_sum[2] = {0.f, 0.f};              // this thread's keys; the quad and the partner are summed at the end
 
   // The keys this CTA stages and dequantizes: all 64, or its half when it shares them with its cluster peer.
   constexpr int kPasses = (kShare ? kKeyTile / 2 : kKeyTile) / kKeysPerPass;
@@ -235,36 +242,42 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + 32].nope != nullptr);
     tile_barrier();  // bf16 key tile complete
 
-    // 4. S = Q K^T over d = 512: 32 wgmma k-steps, 4 per 128-byte slice; a step moves both descriptors' start
-    // addresses (in 16-byte units) by a constant.
-    float s[32];
+    // 4. S = Q K^T over d = 512 for this warpgroup's 32 keys: 32 wgmma k-steps, 4 per 128-byte slice; a step
+    // moves both descriptors' start addresses (in 16-byte units) by a constant.
+    float s[16];
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
       const uint64_t step = ((ks / 4) * QTile::kSliceBytes + (ks % 4) * 32) >> 4;
-      wgmma_m64n64k16_bf16(s, q_descriptor + step, k_descriptor + step, ks > 0);
+      wgmma_m64n32k16_bf16(s, q_descriptor + step, k_descriptor + step, ks > 0);
     }
     wgmma_commit();
     wgmma_wait<0>();
 
-    // 5. Streaming softmax. Key 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) sits in s[4n + e].
+    // 5. Streaming softmax. Key 32 dim_half + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[4n + e]; the
+    // warp holding the same heads' other 32 keys (partner) swaps row maxima and P with this one.
+    const uint32_t valid = dim_half == 0 ? valid_lo : valid_hi;
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
+    for (int n = 0; n < 4; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = 8 * n + 2 * quad + (e & 1);
-        const bool valid = ((key < 32 ? valid_lo >> key : valid_hi >> (key - 32)) & 1u) != 0;
-        s[4 * n + e] = valid ? s[4 * n + e] * scale_log2 : -INFINITY;
+        const bool is_valid = ((valid >> (8 * n + 2 * quad + (e & 1))) & 1u) != 0;
+        s[4 * n + e] = is_valid ? s[4 * n + e] * scale_log2 : -INFINITY;
         tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[4 * n + e]);
       }
     }
-    float rescale[2], reference[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xFFFFFFFFu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xFFFFFFFFu, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      smem.row_stats[warp][r * 32 + lane] = tile_max[r];
+    }
+    pair_barrier(head_slice);
+    float rescale[2], reference[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float new_max = fmaxf(row_max[r], fmaxf(tile_max[r], smem.row_stats[partner][r * 32 + lane]));
       reference[r] = new_max == -INFINITY ? 0.f : new_max;  // keeps -inf - -inf out of exp2
       rescale[r] = exp2f(row_max[r] - reference[r]);
       row_max[r] = new_max;
@@ -277,17 +290,27 @@ __global__ void __launch_bounds__(kThreads, 1)
         o[n][2] *= rescale[1], o[n][3] *= rescale[1];
       }
     }
-    uint32_t p[4][4];  // A fragments of P for the 4 k-steps of 16 keys
+    uint32_t own[2][4];  // A fragments of P for this warp's 2 k-steps of 16 keys
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
+    for (int n = 0; n < 4; ++n) {
       float e[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         e[i] = exp2f(s[4 * n + i] - reference[i >> 1]);
         row_sum[i >> 1] += e[i];
       }
-      p[n / 2][2 * (n % 2)] = pack_bf16x2(e[0], e[1]);
-      p[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
+      own[n / 2][2 * (n % 2)] = pack_bf16x2(e[0], e[1]);
+      own[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) smem.p_fragments[warp][i * 32 + lane] = own[i / 4][i % 4];
+    pair_barrier(head_slice);
+    uint32_t p[4][4];  // all 4 k-steps in key order: this warp's and its partner's
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t other = smem.p_fragments[partner][i * 32 + lane];
+      p[i / 4][i % 4] = dim_half == 0 ? own[i / 4][i % 4] : other;
+      p[2 + i / 4][i % 4] = dim_half == 0 ? other : own[i / 4][i % 4];
     }
 
     // 6. O += P V: warpgroup dim_half multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
@@ -300,11 +323,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   cp_async_wait<0>();
 
-  // Epilogue: rows group and group + 8 of this warp's 16 heads.
+  // Epilogue: rows group and group + 8 of this warp's 16 heads; the partner's keys summed in first. The partner
+  // read this warp's last row maxima before the last pair barrier, so the slots are free.
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] += __shfl_xor_sync(0xFFFFFFFFu, row_sum[r], 1);
     row_sum[r] += __shfl_xor_sync(0xFFFFFFFFu, row_sum[r], 2);
+    smem.row_stats[warp][r * 32 + lane] = row_sum[r];
+  }
+  pair_barrier(head_slice);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += smem.row_stats[partner][r * 32 + lane];
     const int head = head_base + 16 * head_slice + group + 8 * r;
     if (head >= shape.num_heads) continue;
     const bool empty = row_sum[r] == 0.f;  // no valid key: the max key alone contributes 1
