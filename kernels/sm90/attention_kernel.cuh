@@ -140,18 +140,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   const QTile q_tile{smem_address(smem.q)};
   const KTile k_tile{smem_address(smem.k)};
 
-  // Q rows of this CTA's heads; heads past num_heads are zeros and are never written out.
+  // Q rows of this CTA's heads, copied asynchronously with the first tile's keys (the binding keeps q 16-byte
+  // aligned); heads past num_heads are zeros and are never written out. The first tile's wait and proxy fence
+  // cover these copies too.
   for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
     const int r = item / kChunksPerRow, c = item % kChunksPerRow;
     const int head = head_base + r;
-    uint4 value = make_uint4(0, 0, 0, 0);
     if (head < shape.num_heads) {
-      value = __ldg(reinterpret_cast<const uint4*>(shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim) + c);
+      cp_async<16>(q_tile.chunk(r, c), shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim + 8 * c);
+    } else {
+      st_shared_v4(q_tile.chunk(r, c), make_uint4(0, 0, 0, 0));
     }
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(q_tile.chunk(r, c)), "r"(value.x),
-                 "r"(value.y), "r"(value.z), "r"(value.w));
   }
-  fence_proxy_async_shared();  // wgmma reads Q
 
   // Threads 0..63 locate the keys of a tile, one each: the index of tile t + 1 was fetched an iteration earlier
   // (`fetched`), so its global-load latency is hidden behind tile t - 1.
