@@ -1,6 +1,8 @@
 #include "attention_core.h"
 
 #include <cmath>
+
+#include "../common/split_kv.h"
 #include <limits>
 
 namespace flash_mla::cpu {
@@ -89,7 +91,7 @@ void RowAttention::write(uint16_t* out, int64_t out_head_stride, float* lse, int
     const float* acc = &acc_[size_t(h) * kHeadDim];
     const float head_lse = empty ? std::numeric_limits<float>::infinity() : row_max_[h] + std::log(row_sum_[h]);
     float norm = empty ? 0.f : 1.f / row_sum_[h];
-    if (attn_sink != nullptr && !empty) norm /= 1.f + std::exp(attn_sink[h] - head_lse);
+    if (attn_sink != nullptr && !empty) norm *= attn_sink_factor(attn_sink[h], head_lse);
     for (int i = 0; i < kHeadDim; ++i) out_h[i] = float_to_bf16_bits(empty ? 0.f : acc[i] * norm);
     if (lse != nullptr) lse[h * lse_head_stride] = head_lse;
   }
