@@ -8,12 +8,12 @@
 
 namespace flash_mla {
 
-constexpr int kHeadDim = 512;  // d_qk = d_v: K = V = the compressed latent
-constexpr int kNopeDim = 448;  // fp8 part
-constexpr int kRopeDim = 64;   // bf16 part
-constexpr int kScaleTileDim = 64;                       // nope elements sharing one e8m0 scale
+constexpr int kHeadDim = 512;                             // d_qk = d_v: K = V = the compressed latent
+constexpr int kNopeDim = 448;                             // fp8 part
+constexpr int kRopeDim = 64;                              // bf16 part
+constexpr int kScaleTileDim = 64;                         // nope elements sharing one e8m0 scale
 constexpr int kNumScaleTiles = kNopeDim / kScaleTileDim;  // 7
-constexpr int kTokenBytes = 584;                        // a token's bytes in the "token" layout
+constexpr int kTokenBytes = 584;                          // a token's bytes in the "token" layout
 constexpr int kTokenDataBytes = kNopeDim + 2 * kRopeDim;  // 576: nope + rope
 constexpr int kTokenScaleBytes = 8;                       // 7 e8m0 scales + 1 pad
 
@@ -52,8 +52,7 @@ FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int32_t toke
     return {base, base + kNopeDim, base + kTokenDataBytes};
   }
   const uint8_t* base = block_base + int64_t(offset) * kTokenDataBytes;
-  return {base, base + kNopeDim,
-          block_base + int64_t(cache.block_size) * kTokenDataBytes + offset * kTokenScaleBytes};
+  return {base, base + kNopeDim, block_base + int64_t(cache.block_size) * kTokenDataBytes + offset * kTokenScaleBytes};
 }
 
 // Number of entries of a top-k list that count: topk_length clamped to [0, topk]; no length means all.

@@ -38,9 +38,9 @@ struct DecodeParams {
   const uint16_t* q = nullptr;       // [batch, num_heads, 512] bf16
   const uint8_t* kv_nope = nullptr;  // [num_tokens, 448] fp8
   Fp8Format format = Fp8Format::kE4M3FNUZ;
-  const uint16_t* kv_rope = nullptr;  // [num_tokens, 64] bf16
-  const float* kv_scales = nullptr;   // [num_tokens, 7]
-  const int32_t* kv_indptr = nullptr; // [batch + 1]; batch i attends [indptr[i], indptr[i+1]) clamped to [0, T]
+  const uint16_t* kv_rope = nullptr;   // [num_tokens, 64] bf16
+  const float* kv_scales = nullptr;    // [num_tokens, 7]
+  const int32_t* kv_indptr = nullptr;  // [batch + 1]; batch i attends [indptr[i], indptr[i+1]) clamped to [0, T]
   float sm_scale = 0.f;
   uint16_t* out = nullptr;  // [batch, num_heads, 512] bf16
 };

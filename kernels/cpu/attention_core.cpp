@@ -1,9 +1,9 @@
 #include "attention_core.h"
 
 #include <cmath>
+#include <limits>
 
 #include "../common/split_kv.h"
-#include <limits>
 
 namespace flash_mla::cpu {
 namespace {

@@ -34,8 +34,7 @@ class RowAttention {
 
   // out: [num_heads, 512] bf16 at head stride out_head_stride (elements); lse: num_heads values at
   // lse_head_stride (null to skip). attn_sink (null for none) scales head h by 1 / (1 + exp(sink[h] - lse)).
-  void write(uint16_t* out, int64_t out_head_stride, float* lse, int64_t lse_head_stride,
-             const float* attn_sink);
+  void write(uint16_t* out, int64_t out_head_stride, float* lse, int64_t lse_head_stride, const float* attn_sink);
 
  private:
   struct KeyTile {
@@ -52,7 +51,7 @@ class RowAttention {
   std::vector<float> row_sum_;  // [num_heads]: sum of exp(score - row_max_)
   std::vector<float> scores_;   // [kKeyTile]
   std::unique_ptr<KeyTile> tile_;
-  int64_t num_keys_ = 0;        // keys attended so far; none gives out = 0 and lse = +inf
+  int64_t num_keys_ = 0;  // keys attended so far; none gives out = 0 and lse = +inf
 };
 
 }  // namespace flash_mla::cpu

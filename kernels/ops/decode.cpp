@@ -15,8 +15,8 @@ at::Tensor decode(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const at::
   const InputChecker check(kOp, q.device());
   const int64_t batch = q.size(0), heads = q.size(1);
   check.tensor(q, "q", {at::kBFloat16}, "[B, H, 512]", {-1, -1, kHeadDim});
-  check.value(num_heads == heads, "num_heads must equal q.shape[1] = " + std::to_string(heads) + ", got " +
-                                      std::to_string(num_heads));
+  check.value(num_heads == heads,
+              "num_heads must equal q.shape[1] = " + std::to_string(heads) + ", got " + std::to_string(num_heads));
   check.tensor(kv_nope_fp8, "kv_nope_fp8", kFp8CacheDtypes, "[T, 448]", {-1, kNopeDim});
   const int64_t tokens = kv_nope_fp8.size(0);
   check.tensor(kv_rope, "kv_rope", {at::kBFloat16}, "[T, 64]", {tokens, kRopeDim});

@@ -56,8 +56,8 @@ class InputChecker {
   at::Device device_;
 };
 
-inline constexpr std::initializer_list<at::ScalarType> kFp8CacheDtypes = {
-    at::kByte, at::ScalarType::Float8_e4m3fnuz, at::ScalarType::Float8_e4m3fn};
+inline constexpr std::initializer_list<at::ScalarType> kFp8CacheDtypes = {at::kByte, at::ScalarType::Float8_e4m3fnuz,
+                                                                          at::ScalarType::Float8_e4m3fn};
 
 // uint8 carries e4m3fnuz bytes (the seed's quantizer); the float8 dtypes name their own format.
 inline Fp8Format fp8_format_of(at::ScalarType dtype) {

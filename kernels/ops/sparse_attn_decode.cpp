@@ -37,9 +37,9 @@ PagedKVCache paged_cache(const at::Tensor& kv, KVLayout layout) {
 
 std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
     const at::Tensor& q, const at::Tensor& kv, const at::Tensor& indices, const std::optional<at::Tensor>& topk_length,
-    std::optional<double> sm_scale, const std::optional<at::Tensor>& attn_sink, const std::optional<at::Tensor>& extra_kv,
-    const std::optional<at::Tensor>& extra_indices, const std::optional<at::Tensor>& extra_topk_length,
-    const std::string& kv_layout) {
+    std::optional<double> sm_scale, const std::optional<at::Tensor>& attn_sink,
+    const std::optional<at::Tensor>& extra_kv, const std::optional<at::Tensor>& extra_indices,
+    const std::optional<at::Tensor>& extra_topk_length, const std::string& kv_layout) {
   TORCH_CHECK_VALUE(q.dim() == 4, kOp, ": q must have shape [b, s_q, h_q, 512], got ", shape_string(q));
   const InputChecker check(kOp, q.device());
   const int64_t b = q.size(0), s_q = q.size(1), h_q = q.size(2);
@@ -49,13 +49,12 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
   check.tensor(indices, "indices", {at::kInt}, "[b, s_q, topk]", {b, s_q, -1});
   if (topk_length) check.tensor(*topk_length, "topk_length", {at::kInt}, "[b]", {b});
   if (attn_sink) check.tensor(*attn_sink, "attn_sink", {at::kFloat}, "[h_q]", {h_q});
-  check.value(extra_kv.has_value() == extra_indices.has_value(),
-              "extra_kv and extra_indices must be given together");
+  check.value(extra_kv.has_value() == extra_indices.has_value(), "extra_kv and extra_indices must be given together");
   check.value(extra_kv.has_value() || !extra_topk_length.has_value(), "extra_topk_length needs extra_kv");
   if (extra_kv) {
     check.tensor(*extra_kv, "extra_kv", kFp8CacheDtypes, "[num_blocks, block_size, 1, 584]", {-1, -1, 1, kTokenBytes});
-    check.value(extra_kv->scalar_type() == kv.scalar_type(), "extra_kv must have the dtype of kv (" +
-                                                                 std::string(c10::toString(kv.scalar_type())) + ")");
+    check.value(extra_kv->scalar_type() == kv.scalar_type(),
+                "extra_kv must have the dtype of kv (" + std::string(c10::toString(kv.scalar_type())) + ")");
     check.tensor(*extra_indices, "extra_indices", {at::kInt}, "[b, s_q, extra_topk]", {b, s_q, -1});
     if (extra_topk_length) check.tensor(*extra_topk_length, "extra_topk_length", {at::kInt}, "[b]", {b});
   }

@@ -86,7 +86,9 @@ template <class Keys>
 __device__ __forceinline__ void stage_key(const KeyBytes& bytes, uint8_t* staged_key, int sub) {
   if (bytes.nope == nullptr) return;
 #pragma unroll
-  for (int i = 0; i < kNopeDim / 64; ++i) copy_to_shared<Keys, 8>(staged_key + 8 * sub + 64 * i, bytes.nope + 8 * sub + 64 * i);
+  for (int i = 0; i < kNopeDim / 64; ++i) {
+    copy_to_shared<Keys, 8>(staged_key + 8 * sub + 64 * i, bytes.nope + 8 * sub + 64 * i);
+  }
 #pragma unroll
   for (int i = 0; i < 2 * kRopeDim / 64; ++i) {
     copy_to_shared<Keys, 8>(staged_key + kStagedRopeOffset + 8 * sub + 64 * i, bytes.rope + 8 * sub + 64 * i);
@@ -102,11 +104,11 @@ __device__ __forceinline__ void stage_key(const KeyBytes& bytes, uint8_t* staged
 template <class Keys, bool kShare>
 __device__ __forceinline__ void dequant_key(const Keys& source, const KeyBytes& bytes, const uint8_t* staged_key,
                                             KTile k_tile, int key, int sub, uint32_t peer) {
-  const uint32_t row = k_tile.chunk(key, sub);  // chunk sub + 8 j is `row` + j slices
+  const uint32_t row = k_tile.chunk(key, sub);  // chunk sub + 8 j is `row` + j slices, here and in the peer
+  const uint32_t peer_row = kShare ? peer_shared_address(row, peer) : 0u;
   auto store = [&](int j, uint4 v) {
-    const uint32_t address = row + j * KTile::kSliceBytes;
-    st_shared_v4(address, v);
-    if constexpr (kShare) st_cluster_v4(peer_shared_address(address, peer), v);
+    st_shared_v4(row + j * KTile::kSliceBytes, v);
+    if constexpr (kShare) st_cluster_v4(peer_row + j * KTile::kSliceBytes, v);
   };
   if (bytes.nope == nullptr) {
 #pragma unroll
@@ -169,14 +171,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
 
   const int head_slice = warp % 4;  // this warp's S / O rows: heads 16 * head_slice ..
-  const int dim_half = warp / 4;    // its warpgroup: keys 32 * dim_half .. in QK, output dims 256 * dim_half .. in PV
+  const int warpgroup = warp / 4;   // keys 32 * warpgroup .. in QK, output dims 256 * warpgroup .. in PV
   const int partner = warp ^ 4;     // the warp with the same heads in the other warpgroup
   const int group = lane / 4, quad = lane % 4;
   const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
   const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
-  const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base + 32 * dim_half * 128);  // its 32 keys
-  // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 dim_half.
-  const uint64_t v_descriptor = mn_major_sw128_descriptor<KTile::kSliceBytes>(k_tile.base + 4 * dim_half * KTile::kSliceBytes);
+  const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base + 32 * warpgroup * 128);  // its 32 keys
+  // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 warpgroup.
+  const uint64_t v_descriptor =
+      mn_major_sw128_descriptor<KTile::kSliceBytes>(k_tile.base + 4 * warpgroup * KTile::kSliceBytes);
 
   float o[32][4];
 #pragma unroll
@@ -228,8 +231,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
       const int key = first_key + pass * kKeysPerPass;
-      dequant_key<Keys, kShare>(source, smem.keys[buffer][key], smem.staged[buffer] + key * kStagedKeyBytes,
-                                k_tile, key, sub, peer);
+      dequant_key<Keys, kShare>(source, smem.keys[buffer][key], smem.staged[buffer] + key * kStagedKeyBytes, k_tile,
+                                key, sub, peer);
     }
     if constexpr (kShare) {
       fence_proxy_async_cluster();  // wgmma in both CTAs reads the key tile
@@ -254,9 +257,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma_commit();
     wgmma_wait<0>();
 
-    // 5. Streaming softmax. Key 32 dim_half + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[4n + e]; the
+    // 5. Streaming softmax. Key 32 warpgroup + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[4n + e]; the
     // warp holding the same heads' other 32 keys (partner) swaps row maxima and P with this one.
-    const uint32_t valid = dim_half == 0 ? valid_lo : valid_hi;
+    const uint32_t valid = warpgroup == 0 ? valid_lo : valid_hi;
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < 4; ++n) {
@@ -309,15 +312,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const uint32_t other = smem.p_fragments[partner][i * 32 + lane];
-      p[i / 4][i % 4] = dim_half == 0 ? own[i / 4][i % 4] : other;
-      p[2 + i / 4][i % 4] = dim_half == 0 ? other : own[i / 4][i % 4];
+      p[i / 4][i % 4] = warpgroup == 0 ? own[i / 4][i % 4] : other;
+      p[2 + i / 4][i % 4] = warpgroup == 0 ? other : own[i / 4][i % 4];
     }
 
-    // 6. O += P V: warpgroup dim_half multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
+    // 6. O += P V: warpgroup warpgroup multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
     // dims] (shared memory, d contiguous), 4 wgmma k-steps of 16 keys.
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kKeyTile / 16; ++kk) wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + ((kk * 16 * 128) >> 4));
+    for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+      wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + ((kk * 16 * 128) >> 4));
+    }
     wgmma_commit();
     wgmma_wait<0>();
   }
@@ -346,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
     for (int n = 0; n < 32; ++n) {
-      const int d = 256 * dim_half + 8 * n + 2 * quad;
+      const int d = 256 * warpgroup + 8 * n + 2 * quad;
       const float x = o[n][2 * r] * scale, y = o[n][2 * r + 1] * scale;
       if (final_output) {
         *reinterpret_cast<uint32_t*>(outputs.out + out_row * kHeadDim + d) = pack_bf16x2(x, y);
@@ -354,7 +359,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         *reinterpret_cast<float2*>(workspace.out_accum + accum_row * kHeadDim + d) = make_float2(x, y);
       }
     }
-    if (dim_half == 0 && quad == 0) {
+    if (warpgroup == 0 && quad == 0) {
       if (final_output && outputs.lse != nullptr) {
         const int batch = row / outputs.seq_q, s = row % outputs.seq_q;
         outputs.lse[(int64_t(batch) * shape.num_heads + head) * outputs.seq_q + s] = empty ? INFINITY : lse;

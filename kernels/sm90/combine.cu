@@ -15,7 +15,8 @@ __global__ void __launch_bounds__(kCombineThreads)
   const int64_t split_stride = int64_t(num_rows) * num_heads;
   const int64_t accum_row = int64_t(row) * num_heads + head;
   float max_lse = -INFINITY;
-  for (int s = 0; s < workspace.num_splits; ++s) max_lse = fmaxf(max_lse, workspace.lse_accum[s * split_stride + accum_row]);
+  for (int s = 0; s < workspace.num_splits; ++s)
+    max_lse = fmaxf(max_lse, workspace.lse_accum[s * split_stride + accum_row]);
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
   float weight_sum = 0.f;
   if (max_lse != -INFINITY) {

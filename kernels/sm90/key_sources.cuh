@@ -1,6 +1,7 @@
 // Where an attention CTA's keys come from. A key source maps a query row's key positions to token bytes
-// (fetch, then resolve) and turns one staged token into bf16: SparseKeys reads the paged MODEL1 cache through top-k indices (main cache,
-// then extra cache); CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
+// (fetch, then resolve) and turns one staged token into bf16: SparseKeys reads the paged MODEL1 cache through top-k
+// indices (main cache, then extra cache); CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale
+// tensors.
 #pragma once
 
 #include <cstdint>
@@ -38,9 +39,8 @@ struct SparseKeys {
   __device__ SparseKeys(const Params& params, int query_row) : p(params), row(query_row) {
     const int batch = query_row / params.seq_q;
     main_length = clamp_topk_length(params.sources[0].topk_length, batch, params.sources[0].topk);
-    const int extra = params.num_sources > 1
-                          ? clamp_topk_length(params.sources[1].topk_length, batch, params.sources[1].topk)
-                          : 0;
+    const int extra =
+        params.num_sources > 1 ? clamp_topk_length(params.sources[1].topk_length, batch, params.sources[1].topk) : 0;
     total = main_length + extra;
   }
 

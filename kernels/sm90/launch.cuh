@@ -12,14 +12,15 @@
 namespace flash_mla::sm90 {
 
 inline void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string("flash_mla sm90: ") + what + ": " + cudaGetErrorString(status));
+  if (status != cudaSuccess)
+    throw std::runtime_error(std::string("flash_mla sm90: ") + what + ": " + cudaGetErrorString(status));
 }
 
 template <class Keys, bool kShare>
 void launch_attention_kernel(const typename Keys::Params& params, const AttentionShape& shape,
                              const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  static const cudaError_t configured =
+      cudaFuncSetAttribute(attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   check_cuda(configured, "configuring the attention kernel");
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(shape.num_rows, (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta, workspace.num_splits);
@@ -39,8 +40,8 @@ void launch_attention_kernel(const typename Keys::Params& params, const Attentio
 
 // 2 head groups (65..128 heads) share dequantized keys across a cluster of 2 CTAs; other head counts run alone.
 template <class Keys>
-void launch_attention(const typename Keys::Params& params, const AttentionShape& shape,
-                      const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
+void launch_attention(const typename Keys::Params& params, const AttentionShape& shape, const AttentionOutputs& outputs,
+                      const SplitKVWorkspace& workspace, cudaStream_t stream) {
   const int head_groups = (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta;
   if (head_groups == 2) {
     launch_attention_kernel<Keys, true>(params, shape, outputs, workspace, stream);
