@@ -41,6 +41,13 @@ def test_lengths(device, lengths, heads):
             assert torch.all(out[i] == 0)
 
 
+@pytest.mark.parametrize("lengths, heads", [([65536], 16), ([65536, 1, 40000], 128)])
+def test_long_ranges(device, lengths, heads):
+    if device == "cpu":
+        pytest.skip("GPU-sized ranges")
+    check(make_decode_case(lengths, heads, torch.float8_e4m3fn, device=device))
+
+
 def test_custom_sm_scale(device):
     check(make_decode_case([50, 70], 8, device=device), sm_scale=0.3)
 
