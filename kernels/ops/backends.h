@@ -33,9 +33,8 @@ struct GpuWorkspace {
   at::Tensor out_accum, lse_accum;  // owners
 
   GpuWorkspace(int64_t rows, int64_t heads, int64_t max_keys, const at::Device& device) {
-    const int64_t head_groups = (heads + gpu::kHeadsPerWorkItem - 1) / gpu::kHeadsPerWorkItem;
     const int num_sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    splits.num_splits = choose_num_splits(rows * head_groups, max_keys, num_sms, gpu::kKeysPerTile);
+    splits.num_splits = choose_num_splits(rows * gpu::num_head_groups(heads), max_keys, num_sms, gpu::kKeysPerTile);
     if (splits.num_splits > 1) {
       const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
       out_accum = at::empty({splits.num_splits, rows, heads, kHeadDim}, options);

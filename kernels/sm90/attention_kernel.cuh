@@ -25,11 +25,10 @@
 #include "../common/split_kv.h"
 #include "key_sources.cuh"
 #include "primitives.cuh"
+#include "sm90_kernels.h"
 
 namespace flash_mla::sm90 {
 
-constexpr int kKeyTile = 64;
-constexpr int kHeadsPerCta = 64;
 constexpr int kThreads = 256;
 constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks of a bf16 row
 
@@ -48,16 +47,16 @@ struct AttentionShape {
   float sm_scale;
 };
 
-using QTile = SwizzledTile<kHeadsPerCta>;
-using KTile = SwizzledTile<kKeyTile>;
+using QTile = SwizzledTile<kHeadsPerWorkItem>;
+using KTile = SwizzledTile<kKeysPerTile>;
 
 constexpr int kWarps = kThreads / 32;
 
 struct SharedStorage {
-  alignas(1024) uint8_t q[kHeadsPerCta * kHeadDim * 2];
-  alignas(1024) uint8_t k[kKeyTile * kHeadDim * 2];
-  alignas(128) uint8_t staged[2][kKeyTile * kStagedKeyBytes];
-  KeyBytes keys[2][kKeyTile];
+  alignas(1024) uint8_t q[kHeadsPerWorkItem * kHeadDim * 2];
+  alignas(1024) uint8_t k[kKeysPerTile * kHeadDim * 2];
+  alignas(128) uint8_t staged[2][kKeysPerTile * kStagedKeyBytes];
+  KeyBytes keys[2][kKeysPerTile];
   // What a warp hands the warp with its heads in the other warpgroup, [item][lane] so stores hit 32 banks.
   uint32_t p_fragments[kWarps][8 * 32];  // its bf16 P for 16 heads x its 32 keys, as A fragments
   float row_stats[kWarps][2 * 32];       // a row maximum, then (at the end) a row sum, for its two rows
@@ -132,20 +131,20 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ __align__(128) uint8_t smem_raw[];
   SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw + (-smem_address(smem_raw) & 1023));
   const int row = blockIdx.x;
-  const int head_base = blockIdx.y * kHeadsPerCta;
+  const int head_base = blockIdx.y * kHeadsPerWorkItem;
   const int split = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
   const Keys source(params, row);
-  const PositionRange range = split_positions(source.num_positions(), split, workspace.num_splits, kKeyTile);
-  const int num_tiles = (range.end - range.begin + kKeyTile - 1) / kKeyTile;
+  const PositionRange range = split_positions(source.num_positions(), split, workspace.num_splits, kKeysPerTile);
+  const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
   const QTile q_tile{smem_address(smem.q)};
   const KTile k_tile{smem_address(smem.k)};
 
   // Q rows of this CTA's heads, copied asynchronously with the first tile's keys (the binding keeps q 16-byte
   // aligned); heads past num_heads are zeros and are never written out. The first tile's wait and proxy fence
   // cover these copies too.
-  for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
+  for (int item = tid; item < kHeadsPerWorkItem * kChunksPerRow; item += kThreads) {
     const int r = item / kChunksPerRow, c = item % kChunksPerRow;
     const int head = head_base + r;
     if (head < shape.num_heads) {
@@ -159,12 +158,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   // (`fetched`), so its global-load latency is hidden behind tile t - 1.
   int32_t fetched = 0;
   auto fetch_tile = [&](int tile) {
-    const int position = range.begin + tile * kKeyTile + tid;
-    if (tid < kKeyTile && position < range.end) fetched = source.fetch(position);
+    const int position = range.begin + tile * kKeysPerTile + tid;
+    if (tid < kKeysPerTile && position < range.end) fetched = source.fetch(position);
   };
   auto locate_tile = [&](int tile, int buffer) {
-    if (tid < kKeyTile) {
-      const int position = range.begin + tile * kKeyTile + tid;
+    if (tid < kKeysPerTile) {
+      const int position = range.begin + tile * kKeysPerTile + tid;
       smem.keys[buffer][tid] =
           position < range.end ? source.resolve(position, fetched) : KeyBytes{nullptr, nullptr, nullptr};
     }
@@ -188,9 +187,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   float row_sum[2] = {0.f, 0.f};              // this thread's keys; the quad and the partner are summed at the end
 
   // The keys this CTA stages and dequantizes: all 64, or its half when it shares them with its cluster peer.
-  constexpr int kPasses = (kShare ? kKeyTile / 2 : kKeyTile) / kKeysPerPass;
+  constexpr int kPasses = (kShare ? kKeysPerTile / 2 : kKeysPerTile) / kKeysPerPass;
   const uint32_t peer = kShare ? cluster_rank() ^ 1u : 0u;
-  const int first_key = (kShare ? kKeyTile / 2 * int(peer ^ 1u) : 0) + tid / kThreadsPerKey;
+  const int first_key = (kShare ? kKeysPerTile / 2 * int(peer ^ 1u) : 0) + tid / kThreadsPerKey;
   const int sub = tid % kThreadsPerKey;
   auto stage_tile = [&](int buffer) {
 #pragma unroll
@@ -320,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // dims] (shared memory, d contiguous), 4 wgmma k-steps of 16 keys.
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+    for (int kk = 0; kk < kKeysPerTile / 16; ++kk) {
       wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + ((kk * 16 * 128) >> 4));
     }
     wgmma_commit();

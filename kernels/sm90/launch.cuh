@@ -23,7 +23,7 @@ void launch_attention_kernel(const typename Keys::Params& params, const Attentio
       cudaFuncSetAttribute(attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   check_cuda(configured, "configuring the attention kernel");
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(shape.num_rows, (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta, workspace.num_splits);
+  config.gridDim = dim3(shape.num_rows, num_head_groups(shape.num_heads), workspace.num_splits);
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = kSharedBytes;
   config.stream = stream;
@@ -42,8 +42,7 @@ void launch_attention_kernel(const typename Keys::Params& params, const Attentio
 template <class Keys>
 void launch_attention(const typename Keys::Params& params, const AttentionShape& shape, const AttentionOutputs& outputs,
                       const SplitKVWorkspace& workspace, cudaStream_t stream) {
-  const int head_groups = (shape.num_heads + kHeadsPerCta - 1) / kHeadsPerCta;
-  if (head_groups == 2) {
+  if (num_head_groups(shape.num_heads) == 2) {
     launch_attention_kernel<Keys, true>(params, shape, outputs, workspace, stream);
   } else {
     launch_attention_kernel<Keys, false>(params, shape, outputs, workspace, stream);

@@ -9,7 +9,12 @@
 namespace flash_mla::sm90 {
 
 inline constexpr int kHeadsPerWorkItem = 64;  // heads of one CTA
-inline constexpr int kKeysPerTile = 64;
+inline constexpr int kKeysPerTile = 64;       // keys dequantized and multiplied at a time
+
+// CTAs that share a query row's heads.
+inline constexpr int64_t num_head_groups(int64_t num_heads) {
+  return (num_heads + kHeadsPerWorkItem - 1) / kHeadsPerWorkItem;
+}
 
 void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, cudaStream_t stream);
 void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, cudaStream_t stream);
