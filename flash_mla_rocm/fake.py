@@ -12,7 +12,6 @@ def _check_devices(op, q, **tensors):
         )
 
 
-@torch.library.register_fake("flash_mla::sparse_attn_decode")
 def _sparse_attn_decode_fake(
     q,
     kv,
@@ -34,10 +33,18 @@ def _sparse_attn_decode_fake(
     return q.new_empty((b, s_q, h_q, d)), q.new_empty((b, h_q, s_q), dtype=torch.float32)
 
 
-@torch.library.register_fake("flash_mla::decode")
 def _decode_fake(q, kv_nope_fp8, kv_rope, kv_scales, kv_indptr, num_heads, sm_scale=None):
     torch._check(q.dim() == 3, lambda: f"q must have shape [B, H, 512], got {list(q.shape)}")
     _check_devices(
         "decode", q, kv_nope_fp8=kv_nope_fp8, kv_rope=kv_rope, kv_scales=kv_scales, kv_indptr=kv_indptr
     )
     return q.new_empty(q.shape)
+
+
+def register_fake_kernels(namespace):
+    """Registers the fake kernels for ``namespace``'s ops: ``flash_mla``, or a test build with the same schemas."""
+    torch.library.register_fake(f"{namespace}::sparse_attn_decode")(_sparse_attn_decode_fake)
+    torch.library.register_fake(f"{namespace}::decode")(_decode_fake)
+
+
+register_fake_kernels("flash_mla")

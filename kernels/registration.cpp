@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "ops/ops.h"
+#include "ops/schemas.h"
 
 // `import flash_mla_rocm._C` loads this library, which runs the registrations below.
 extern "C" PyObject* PyInit__C(void) {
@@ -12,13 +13,8 @@ extern "C" PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(flash_mla, m) {
-  m.def(
-      "sparse_attn_decode(Tensor q, Tensor kv, Tensor indices, Tensor? topk_length=None, float? sm_scale=None, "
-      "Tensor? attn_sink=None, Tensor? extra_kv=None, Tensor? extra_indices=None, Tensor? extra_topk_length=None, "
-      "str kv_layout=\"token\") -> (Tensor out, Tensor lse)");
-  m.def(
-      "decode(Tensor q, Tensor kv_nope_fp8, Tensor kv_rope, Tensor kv_scales, Tensor kv_indptr, int num_heads, "
-      "float? sm_scale=None) -> Tensor");
+  m.def(flash_mla::ops::kSparseAttnDecodeSchema);
+  m.def(flash_mla::ops::kDecodeSchema);
 }
 
 TORCH_LIBRARY_IMPL(flash_mla, CPU, m) {

@@ -15,8 +15,10 @@ enum class Fp8Format : int {
 };
 
 FMLA_HOST_DEVICE float float_from_bits(uint32_t bits) {
-#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#if defined(__CUDA_ARCH__)
   return __uint_as_float(bits);
+#elif defined(__HIP_DEVICE_COMPILE__)
+  return __builtin_bit_cast(float, bits);
 #else
   float value;
   std::memcpy(&value, &bits, sizeof(value));
@@ -25,8 +27,10 @@ FMLA_HOST_DEVICE float float_from_bits(uint32_t bits) {
 }
 
 FMLA_HOST_DEVICE uint32_t bits_from_float(float value) {
-#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#if defined(__CUDA_ARCH__)
   return __float_as_uint(value);
+#elif defined(__HIP_DEVICE_COMPILE__)
+  return __builtin_bit_cast(uint32_t, value);
 #else
   uint32_t bits;
   std::memcpy(&bits, &value, sizeof(bits));

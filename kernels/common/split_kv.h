@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "host_device.h"
+#include "params.h"
 
 namespace flash_mla {
 
@@ -54,7 +55,44 @@ FMLA_HOST_DEVICE PositionRange split_positions(int total, int split, int num_spl
   return {begin < total ? begin : total, end < total ? end : total};
 }
 
+// logf that stays inline in HIP device code (HIP's logf is a device-library call).
+FMLA_HOST_DEVICE float log_f32(float x) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  return __builtin_logf(x);
+#else
+  return logf(x);
+#endif
+}
+
 // The attention-sink factor 1 / (1 + exp(sink - lse)): +inf sink gives 0, -inf gives 1.
 FMLA_HOST_DEVICE float attn_sink_factor(float sink, float lse) { return 1.f / (1.f + expf(sink - lse)); }
+
+// The merge of one (row, head)'s split partials: the weight max and sum of exp(lse_s - max), the merged lse
+// (+inf when no split had keys) and the factor that turns the weighted sum of partials into the output (1 / sum,
+// times the attention sink).
+struct SplitMerge {
+  float max_lse;
+  float lse;
+  float output_scale;
+
+  FMLA_HOST_DEVICE SplitMerge(const SplitKVWorkspace& workspace, int64_t split_stride, int64_t accum_row,
+                              const float* attn_sink, int head) {
+    max_lse = -INFINITY;
+    for (int s = 0; s < workspace.num_splits; ++s)
+      max_lse = fmaxf(max_lse, workspace.lse_accum[s * split_stride + accum_row]);
+    float weight_sum = 0.f;
+    if (max_lse != -INFINITY)
+      for (int s = 0; s < workspace.num_splits; ++s) weight_sum += weight(workspace.lse_accum[s * split_stride + accum_row]);
+    const bool empty = max_lse == -INFINITY;
+    lse = empty ? INFINITY : max_lse + log_f32(weight_sum);
+    output_scale = empty ? 0.f : 1.f / weight_sum;
+    if (attn_sink != nullptr && !empty) output_scale *= attn_sink_factor(attn_sink[head], lse);
+  }
+
+  // A split's weight; 0 for a split without keys (lse -inf, its partial is zeros).
+  FMLA_HOST_DEVICE float weight(float split_lse) const {
+    return split_lse == -INFINITY ? 0.f : expf(split_lse - max_lse);
+  }
+};
 
 }  // namespace flash_mla

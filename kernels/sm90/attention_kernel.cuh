@@ -32,21 +32,6 @@ namespace flash_mla::sm90 {
 constexpr int kThreads = 256;
 constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks of a bf16 row
 
-// Where the final results go. lse and attn_sink may be null.
-struct AttentionOutputs {
-  uint16_t* out;  // [rows, num_heads, 512] bf16
-  float* lse;     // [rows / seq_q, num_heads, seq_q]
-  const float* attn_sink;
-  int seq_q;
-};
-
-struct AttentionShape {
-  const uint16_t* q;  // [rows, num_heads, 512] bf16
-  int num_rows;
-  int num_heads;
-  float sm_scale;
-};
-
 using QTile = SwizzledTile<kHeadsPerWorkItem>;
 using KTile = SwizzledTile<kKeysPerTile>;
 
@@ -360,8 +345,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (warpgroup == 0 && quad == 0) {
       if (final_output && outputs.lse != nullptr) {
-        const int batch = row / outputs.seq_q, s = row % outputs.seq_q;
-        outputs.lse[(int64_t(batch) * shape.num_heads + head) * outputs.seq_q + s] = empty ? INFINITY : lse;
+        outputs.lse[outputs.lse_offset(row, head, shape.num_heads)] = empty ? INFINITY : lse;
       } else if (!final_output) {
         workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
       }

@@ -5,11 +5,10 @@
 #include <cuda_runtime.h>
 
 #include "../common/kv_cache.h"
+#include "../common/params.h"
 #include "../common/split_kv.h"
 
 namespace flash_mla::sm90 {
-
-struct AttentionOutputs;
 
 void launch_combine(const SplitKVWorkspace& workspace, int num_rows, int num_heads, const AttentionOutputs& outputs,
                     cudaStream_t stream);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "../common/key_positions.h"
 #include "../common/kv_cache.h"
 #include "../common/params.h"
 #include "dequant.cuh"
@@ -32,30 +33,18 @@ struct SparseKeys {
   static constexpr bool kAligned = kAligned8;
 
   const Params& p;
-  int row;          // b * seq_q + s
-  int main_length;  // positions [0, main_length) index the main cache, the rest the extra cache
-  int total;
+  SparseRowPositions positions;
 
-  __device__ SparseKeys(const Params& params, int query_row) : p(params), row(query_row) {
-    const int batch = query_row / params.seq_q;
-    main_length = clamp_topk_length(params.sources[0].topk_length, batch, params.sources[0].topk);
-    const int extra =
-        params.num_sources > 1 ? clamp_topk_length(params.sources[1].topk_length, batch, params.sources[1].topk) : 0;
-    total = main_length + extra;
-  }
+  __device__ SparseKeys(const Params& params, int query_row) : p(params), positions(params, query_row) {}
 
-  __device__ int num_positions() const { return total; }
+  __device__ int num_positions() const { return positions.total; }
 
   // Locating a key takes two steps, so the index load of a later tile can overlap the current one: fetch reads
   // the position's token index (a global load), resolve turns it into byte addresses.
-  __device__ int32_t fetch(int position) const {
-    const bool main = position < main_length;
-    const SparseKVSource& source = main ? p.sources[0] : p.sources[1];
-    return source.indices[int64_t(row) * source.topk + (main ? position : position - main_length)];
-  }
+  __device__ int32_t fetch(int position) const { return positions.index(p, position); }
 
   __device__ KeyBytes resolve(int position, int32_t index) const {
-    const SparseKVSource& source = position < main_length ? p.sources[0] : p.sources[1];
+    const SparseKVSource& source = positions.source(p, position);
     if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
     const TokenBytes token = locate_token(source.cache, index);
     return {token.nope, token.rope, token.scales};

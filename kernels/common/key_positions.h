@@ -1,0 +1,38 @@
+// A query row's keys as the GPU kernels walk them: positions 0, 1, ... of the row, each mapped to its token.
+// Sparse rows list the main cache's top-k positions, then the extra cache's; CSR rows are a token range.
+#pragma once
+
+#include <cstdint>
+
+#include "kv_cache.h"
+#include "params.h"
+
+namespace flash_mla {
+
+// Sparse row: positions [0, main_length) are entries of the main cache's top-k list, [main_length, total) of
+// the extra cache's (both lists cut to their clamped top-k lengths).
+struct SparseRowPositions {
+  int row;  // batch * seq_q + query token
+  int main_length;
+  int total;
+
+  FMLA_HOST_DEVICE SparseRowPositions(const SparseDecodeParams& p, int query_row) : row(query_row) {
+    const int batch = query_row / p.seq_q;
+    main_length = clamp_topk_length(p.sources[0].topk_length, batch, p.sources[0].topk);
+    const int extra = p.num_sources > 1 ? clamp_topk_length(p.sources[1].topk_length, batch, p.sources[1].topk) : 0;
+    total = main_length + extra;
+  }
+
+  FMLA_HOST_DEVICE const SparseKVSource& source(const SparseDecodeParams& p, int position) const {
+    return position < main_length ? p.sources[0] : p.sources[1];
+  }
+
+  // The token index stored at a position (a global load; may be invalid).
+  FMLA_HOST_DEVICE int32_t index(const SparseDecodeParams& p, int position) const {
+    const bool main = position < main_length;
+    const SparseKVSource& s = main ? p.sources[0] : p.sources[1];
+    return s.indices[int64_t(row) * s.topk + (main ? position : position - main_length)];
+  }
+};
+
+}  // namespace flash_mla

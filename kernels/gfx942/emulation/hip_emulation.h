@@ -1,0 +1,269 @@
+// Test infrastructure, never part of the wheel: what HIP and the AMDGPU builtins give the gfx942 kernels, for the
+// host CPU, so the same kernel sources run on small problems where no AMD GPU exists (BRIEF §6).
+//
+// A launch runs its workgroups one after another. Each work-item is a fiber (ucontext); fibers run round-robin,
+// each until it reaches a workgroup barrier or a wave-wide operation. Lane l of wave w is work-item 64 w + l.
+// LDS is `__shared__` = a function-local static, one copy, which is what one workgroup at a time needs.
+// Wave-wide operations (ds_bpermute, ballot, MFMA) gather all 64 lanes' operands before any lane reads a result;
+// the MFMA computes D = A B + C with the CDNA3 v_mfma_f32_16x16x16_bf16 lane layouts. v_cvt_pk_f32_fp8 decodes
+// e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier the others wait on (a divergent
+// barrier or wave operation, a hang on hardware) make the launch throw.
+#pragma once
+
+#include <ucontext.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+typedef struct EmulatedStream* hipStream_t;
+enum hipError_t { hipSuccess = 0 };
+inline hipError_t hipGetLastError() { return hipSuccess; }
+inline const char* hipGetErrorString(hipError_t) { return "no error"; }
+
+namespace gfx942_emulation {
+
+constexpr int kWaveSize = 64;
+typedef short bf16x4 __attribute__((vector_size(8)));
+typedef float floatx4 __attribute__((vector_size(16)));
+
+// All lanes of a group (a wave or the workgroup) arrive before any continues.
+struct Rendezvous {
+  int arrived = 0;
+  uint64_t generation = 0;
+};
+
+class Workgroup {
+ public:
+  static constexpr size_t kStackBytes = 256 * 1024;
+
+  Workgroup(dim3 block, std::function<void()> body) : size_(int(block.x * block.y * block.z)), body_(std::move(body)) {
+    if (block.y != 1 || block.z != 1 || size_ % kWaveSize != 0)
+      throw std::invalid_argument("gfx942 emulation: workgroups are 1-D and whole waves");
+    fibers_.resize(size_);
+    waves_.resize(size_ / kWaveSize);
+    for (Fiber& fiber : fibers_) fiber.stack.reset(new char[kStackBytes]);
+  }
+
+  void run(dim3 index) {
+    index_ = index;
+    for (int t = 0; t < size_; ++t) {
+      Fiber& fiber = fibers_[t];
+      fiber.done = false;
+      getcontext(&fiber.context);
+      fiber.context.uc_stack.ss_sp = fiber.stack.get();
+      fiber.context.uc_stack.ss_size = kStackBytes;
+      fiber.context.uc_link = &scheduler_;
+      makecontext(&fiber.context, &Workgroup::fiber_main, 0);
+    }
+    Workgroup* const outer = current_;
+    current_ = this;
+    int running = size_;
+    while (running > 0) {
+      const uint64_t progress_before = progress_;
+      for (int t = 0; t < size_; ++t) {
+        if (fibers_[t].done) continue;
+        thread_ = t;
+        swapcontext(&scheduler_, &fibers_[t].context);
+        if (fibers_[t].done) --running;
+      }
+      if (running > 0 && progress_ == progress_before) {
+        current_ = outer;
+        throw std::runtime_error("gfx942 emulation: lanes wait at a barrier or wave operation others never reach");
+      }
+    }
+    current_ = outer;
+  }
+
+  static Workgroup& current() { return *current_; }
+  int thread() const { return thread_; }
+  int lane() const { return thread_ % kWaveSize; }
+  dim3 index() const { return index_; }
+
+  void workgroup_barrier() { arrive(barrier_, size_); }
+
+  // Publishes this lane's bytes for a wave operation, then returns every lane's slot once all have published.
+  // Two slot sets alternate: a lane can only publish again after all lanes have read the previous operation.
+  const unsigned char* wave_exchange(const void* bytes, size_t size) {
+    Wave& wave = waves_[thread_ / kWaveSize];
+    Fiber& fiber = fibers_[thread_];
+    unsigned char* slots = wave.slots[fiber.wave_ops % 2];
+    ++fiber.wave_ops;
+    std::memcpy(slots + lane() * kSlotBytes, bytes, size);
+    arrive(wave.rendezvous, kWaveSize);
+    return slots;
+  }
+
+  static constexpr size_t kSlotBytes = 16;
+
+ private:
+  struct Fiber {
+    ucontext_t context;
+    std::unique_ptr<char[]> stack;
+    bool done = false;
+    uint64_t wave_ops = 0;
+  };
+  struct Wave {
+    Rendezvous rendezvous;
+    unsigned char slots[2][kWaveSize * kSlotBytes];
+  };
+
+  static void fiber_main() {
+    Workgroup& group = current();
+    group.body_();
+    group.fibers_[group.thread_].done = true;
+    ++group.progress_;
+  }
+
+  void arrive(Rendezvous& rendezvous, int expected) {
+    ++progress_;
+    const uint64_t generation = rendezvous.generation;
+    if (++rendezvous.arrived == expected) {
+      rendezvous.arrived = 0;
+      ++rendezvous.generation;
+      return;
+    }
+    while (rendezvous.generation == generation) swapcontext(&fibers_[thread_].context, &scheduler_);
+  }
+
+  int size_;
+  std::function<void()> body_;
+  std::vector<Fiber> fibers_;
+  std::vector<Wave> waves_;
+  Rendezvous barrier_;
+  ucontext_t scheduler_;
+  dim3 index_;
+  int thread_ = 0;
+  uint64_t progress_ = 0;
+  static inline thread_local Workgroup* current_ = nullptr;
+};
+
+inline void launch(dim3 grid, dim3 block, std::function<void()> body) {
+  Workgroup group(block, std::move(body));
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) group.run(dim3(x, y, z));
+}
+
+// ---- The AMDGPU builtins the kernels use (primitives.h names them without the __builtin_amdgcn_ prefix). ----
+
+inline int workitem_id_x() { return Workgroup::current().thread(); }
+inline int workgroup_id_x() { return int(Workgroup::current().index().x); }
+inline int workgroup_id_y() { return int(Workgroup::current().index().y); }
+inline int workgroup_id_z() { return int(Workgroup::current().index().z); }
+
+// v_mbcnt_lo/hi: acc + the number of set mask bits below this lane in the low / high 32 lanes.
+inline uint32_t mbcnt_lo(uint32_t mask, uint32_t acc) {
+  const int lane = Workgroup::current().lane();
+  const uint32_t below = lane >= 32 ? ~0u : (1u << lane) - 1u;
+  return acc + uint32_t(__builtin_popcount(mask & below));
+}
+inline uint32_t mbcnt_hi(uint32_t mask, uint32_t acc) {
+  const int lane = Workgroup::current().lane();
+  const uint32_t below = lane < 32 ? 0u : (lane == 63 ? 0x7FFFFFFFu : (1u << (lane - 32)) - 1u);
+  return acc + uint32_t(__builtin_popcount(mask & below));
+}
+
+inline void fence(int, const char*) {}  // one workgroup runs at a time: LDS is always coherent
+inline void s_barrier() { Workgroup::current().workgroup_barrier(); }
+
+// ds_bpermute_b32: the value of lane (byte_address / 4) % 64.
+inline int ds_bpermute(int byte_address, int value) {
+  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
+  int result;
+  std::memcpy(&result, slots + ((unsigned(byte_address) / 4) % kWaveSize) * Workgroup::kSlotBytes, sizeof(result));
+  return result;
+}
+
+inline uint64_t ballot_w64(bool predicate) {
+  const int value = predicate;
+  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
+  uint64_t mask = 0;
+  for (int lane = 0; lane < kWaveSize; ++lane) {
+    int bit;
+    std::memcpy(&bit, slots + lane * Workgroup::kSlotBytes, sizeof(bit));
+    mask |= uint64_t(bit != 0) << lane;
+  }
+  return mask;
+}
+
+inline float exp2f(float x) { return std::exp2(x); }  // v_exp_f32
+inline float logf(float x) { return std::log2(x); }   // v_log_f32 is log2
+inline float rcpf(float x) { return 1.f / x; }
+
+inline float bf16_to_float(short bits) {
+  const uint32_t word = uint32_t(uint16_t(bits)) << 16;
+  float value;
+  std::memcpy(&value, &word, sizeof(value));
+  return value;
+}
+
+// v_mfma_f32_16x16x16_bf16 (cbsz, abid, blgp = 0): A[i][k] in lane i + 16 (k / 4) element k % 4, B[k][j] in lane
+// j + 16 (k / 4) element k % 4, C and D[i][j] in lane j + 16 (i / 4) element i % 4. Products are exact in fp32;
+// the sum is taken in double and rounded once.
+inline floatx4 mfma_f32_16x16x16bf16_1k(bf16x4 a, bf16x4 b, floatx4 c, int cbsz, int abid, int blgp) {
+  if (cbsz != 0 || abid != 0 || blgp != 0) throw std::invalid_argument("gfx942 emulation: MFMA broadcast modes");
+  struct Operands {
+    bf16x4 a, b;
+  } mine = {a, b};
+  static_assert(sizeof(Operands) == Workgroup::kSlotBytes, "one slot per lane");
+  const unsigned char* slots = Workgroup::current().wave_exchange(&mine, sizeof(mine));
+  auto operand = [&](int lane) {
+    Operands o;
+    std::memcpy(&o, slots + lane * Workgroup::kSlotBytes, sizeof(o));
+    return o;
+  };
+  const int lane = Workgroup::current().lane();
+  const int j = lane % 16;
+  floatx4 d;
+  for (int e = 0; e < 4; ++e) {
+    const int i = 4 * (lane / 16) + e;
+    double sum = c[e];
+    for (int k = 0; k < 16; ++k) {
+      const double a_ik = bf16_to_float(operand(i + 16 * (k / 4)).a[k % 4]);
+      const double b_kj = bf16_to_float(operand(j + 16 * (k / 4)).b[k % 4]);
+      sum += a_ik * b_kj;
+    }
+    d[e] = float(sum);
+  }
+  return d;
+}
+
+// One e4m3fnuz byte (bias 8, 0x80 NaN, no negative zero, no infinities), exactly.
+inline float fp8_e4m3fnuz_to_float(uint8_t byte) {
+  if (byte == 0x80) return NAN;
+  const int exponent = (byte >> 3) & 0xF, mantissa = byte & 0x7;
+  const float magnitude = exponent == 0 ? std::ldexp(float(mantissa), -10) : std::ldexp(1.f + mantissa / 8.f, exponent - 8);
+  return byte & 0x80 ? -magnitude : magnitude;
+}
+
+struct float2_result {
+  float value[2];
+  float operator[](int i) const { return value[i]; }
+};
+
+// v_cvt_pk_f32_fp8: bytes 0, 1 (high_word false) or 2, 3 (true) of src as e4m3fnuz.
+inline float2_result cvt_pk_f32_fp8(int src, bool high_word) {
+  const uint32_t bytes = uint32_t(src) >> (high_word ? 16 : 0);
+  return {{fp8_e4m3fnuz_to_float(uint8_t(bytes)), fp8_e4m3fnuz_to_float(uint8_t(bytes >> 8))}};
+}
+
+}  // namespace gfx942_emulation
+
+#define hipLaunchKernelGGL(kernel, grid, block, shared_bytes, stream, ...) \
+  ::gfx942_emulation::launch(grid, block, [&] { kernel(__VA_ARGS__); })

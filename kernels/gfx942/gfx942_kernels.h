@@ -1,0 +1,26 @@
+// The gfx942 (MI300X) backend. Torch-free: the binding layer hands in params, a split workspace and a stream.
+#pragma once
+
+#include "../common/params.h"
+#include "../common/split_kv.h"
+
+#if defined(FLASH_MLA_GFX942_EMULATION)
+#include "emulation/hip_emulation.h"
+#else
+#include <hip/hip_runtime.h>
+#endif
+
+namespace flash_mla::gfx942 {
+
+inline constexpr int kHeadsPerWorkItem = 64;  // heads of one workgroup
+inline constexpr int kKeysPerTile = 16;       // keys dequantized and multiplied at a time
+
+// Workgroups that share a query row's heads.
+inline constexpr int64_t num_head_groups(int64_t num_heads) {
+  return (num_heads + kHeadsPerWorkItem - 1) / kHeadsPerWorkItem;
+}
+
+void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream);
+void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream);
+
+}  // namespace flash_mla::gfx942

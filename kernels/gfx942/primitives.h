@@ -1,0 +1,111 @@
+// The gfx942 (CDNA3) operations the kernels are written in: wave64 lane queries, workgroup barriers, cross-lane
+// exchange, fast transcendental functions and the bf16 MFMA, each a one-line wrapper of its AMDGPU builtin.
+// Builtins, not HIP's device library: a device-only build (-nogpulib) then has no external calls, and the
+// emulation build (emulation/hip_emulation.h) supplies the same builtins for the host CPU.
+#pragma once
+
+#include <cstdint>
+
+#include "../common/host_device.h"
+
+#if defined(FLASH_MLA_GFX942_EMULATION)
+#include "emulation/hip_emulation.h"
+#define FMLA_AMDGCN(name) ::gfx942_emulation::name
+#else
+#include <hip/hip_runtime.h>
+#define FMLA_AMDGCN(name) __builtin_amdgcn_##name
+#endif
+
+namespace flash_mla::gfx942 {
+
+constexpr int kWaveSize = 64;
+
+// MFMA operands: 4 bf16 (as 16-bit patterns) per lane in, 4 fp32 per lane accumulated; raw 8/16-byte words.
+typedef short bf16x4 __attribute__((vector_size(8)));
+typedef float floatx4 __attribute__((vector_size(16)));
+typedef uint32_t u32x2 __attribute__((vector_size(8)));
+typedef uint32_t u32x4 __attribute__((vector_size(16)));
+
+// The low and the high 8 bytes of a 16-byte word, as MFMA operands.
+__device__ __forceinline__ bf16x4 low_bf16x4(u32x4 w) { return __builtin_bit_cast(bf16x4, u32x2{w[0], w[1]}); }
+__device__ __forceinline__ bf16x4 high_bf16x4(u32x4 w) { return __builtin_bit_cast(bf16x4, u32x2{w[2], w[3]}); }
+
+__device__ __forceinline__ int thread_index() { return FMLA_AMDGCN(workitem_id_x)(); }
+__device__ __forceinline__ int lane_index() { return FMLA_AMDGCN(mbcnt_hi)(~0u, FMLA_AMDGCN(mbcnt_lo)(~0u, 0u)); }
+__device__ __forceinline__ int workgroup_index_x() { return FMLA_AMDGCN(workgroup_id_x)(); }
+__device__ __forceinline__ int workgroup_index_y() { return FMLA_AMDGCN(workgroup_id_y)(); }
+__device__ __forceinline__ int workgroup_index_z() { return FMLA_AMDGCN(workgroup_id_z)(); }
+
+// Every wave of the workgroup has arrived, and its LDS writes are visible.
+__device__ __forceinline__ void workgroup_barrier() {
+  FMLA_AMDGCN(fence)(__ATOMIC_RELEASE, "workgroup");
+  FMLA_AMDGCN(s_barrier)();
+  FMLA_AMDGCN(fence)(__ATOMIC_ACQUIRE, "workgroup");
+}
+
+// The value of lane (this lane ^ mask).
+__device__ __forceinline__ float shuffle_xor(float value, int mask) {
+  const int source = (lane_index() ^ mask) * 4;  // ds_bpermute addresses lanes in bytes
+  return __builtin_bit_cast(float, FMLA_AMDGCN(ds_bpermute)(source, __builtin_bit_cast(int, value)));
+}
+
+// Whether the predicate holds on any active lane of the wave (the same answer on every lane).
+__device__ __forceinline__ bool wave_any(bool predicate) { return FMLA_AMDGCN(ballot_w64)(predicate) != 0; }
+
+__device__ __forceinline__ float fast_exp2(float x) { return FMLA_AMDGCN(exp2f)(x); }  // v_exp_f32: exp2(-inf) = 0
+__device__ __forceinline__ float fast_log2(float x) { return FMLA_AMDGCN(logf)(x); }   // v_log_f32: log2
+__device__ __forceinline__ float fast_reciprocal(float x) { return FMLA_AMDGCN(rcpf)(x); }
+
+// D = A * B + C on a 16x16x16 block (v_mfma_f32_16x16x16_bf16). CDNA3 lane layouts, lane l = 16 * g + r:
+// A[i][k]: lane i + 16 * (k / 4), element k % 4;  B[k][j]: lane j + 16 * (k / 4), element k % 4;
+// C, D[i][j]: lane j + 16 * (i / 4), element i % 4.
+__device__ __forceinline__ floatx4 mfma_16x16x16_bf16(bf16x4 a, bf16x4 b, floatx4 c) {
+  return FMLA_AMDGCN(mfma_f32_16x16x16bf16_1k)(a, b, c, 0, 0, 0);
+}
+
+// Global memory of any alignment. gfx942 loads and stores unaligned dwords; naming the global address space (and
+// alignment 1) keeps the access one wide instruction instead of bytes.
+#if defined(FLASH_MLA_GFX942_EMULATION)
+template <class T>
+__device__ __forceinline__ T load_unaligned(const void* address) {
+  T value;
+  __builtin_memcpy(&value, address, sizeof(T));
+  return value;
+}
+template <class T>
+__device__ __forceinline__ void store_unaligned(void* address, T value) {
+  __builtin_memcpy(address, &value, sizeof(T));
+}
+#else
+template <class T>
+__device__ __forceinline__ T load_unaligned(const void* address) {
+  typedef T __attribute__((aligned(1))) Unaligned;
+  return *reinterpret_cast<const __attribute__((address_space(1))) Unaligned*>(reinterpret_cast<uintptr_t>(address));
+}
+template <class T>
+__device__ __forceinline__ void store_unaligned(void* address, T value) {
+  typedef T __attribute__((aligned(1))) Unaligned;
+  *reinterpret_cast<__attribute__((address_space(1))) Unaligned*>(reinterpret_cast<uintptr_t>(address)) = value;
+}
+#endif
+
+// Marks the branch it sits in as rarely taken, so that the ISA report (.ci/gfx942_isa_report.py) counts a key tile
+// without it.
+#if defined(FLASH_MLA_GFX942_EMULATION)
+__device__ __forceinline__ void isa_rare_path() {}
+#else
+__device__ __forceinline__ void isa_rare_path() { asm volatile("; flash_mla isa: rare path"); }
+#endif
+
+// Two bf16 patterns from the high halves of two fp32 values (exact when the values are bf16-representable).
+__device__ __forceinline__ uint32_t high_halves(float lo, float hi) {
+  return (__builtin_bit_cast(uint32_t, lo) >> 16) | (__builtin_bit_cast(uint32_t, hi) & 0xFFFF0000u);
+}
+
+// Round-to-nearest-even fp32 -> bf16 pair, for finite values (a NaN may come out as another NaN or infinity).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const uint32_t a = __builtin_bit_cast(uint32_t, lo), b = __builtin_bit_cast(uint32_t, hi);
+  return ((a + 0x7FFFu + ((a >> 16) & 1u)) >> 16) | ((b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u);
+}
+
+}  // namespace flash_mla::gfx942

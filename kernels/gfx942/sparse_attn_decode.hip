@@ -1,0 +1,14 @@
+// sparse_attn_decode on gfx942: the attention kernel over the paged MODEL1 cache (both layouts, both fp8 formats).
+#include "gfx942_kernels.h"
+#include "launch.h"
+
+namespace flash_mla::gfx942 {
+
+void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream) {
+  const AttentionShape shape{params.q, params.batch * params.seq_q, params.num_heads, params.sm_scale};
+  const AttentionOutputs outputs{params.out, params.lse, params.attn_sink, params.seq_q};
+  launch_attention_for_format<SparseKeySource>(params.sources[0].cache.format, params, shape, outputs, workspace,
+                                               stream);
+}
+
+}  // namespace flash_mla::gfx942
