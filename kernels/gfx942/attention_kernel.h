@@ -1,16 +1,17 @@
-// The gfx942 attention kernel of both ops: one workgroup of 4 waves = 64 heads x one query row x one split, one
-// workgroup per CU (O and Q^T take 192 of a lane's registers, so a SIMD holds one such wave).
+// The gfx942 attention kernel of both ops: one workgroup of 8 waves = 64 heads x one query row x one split, one
+// workgroup per CU (its two key tiles fill the 64 KiB of LDS), two waves per SIMD.
 //
-// Per tile of 16 keys, every lane dequantizes 8 elements of 4 keys, once for the workgroup, into two LDS copies:
+// Per tile of 16 keys, every lane dequantizes 4 elements of 4 keys, once for the workgroup, into two LDS copies:
 // key rows (the A operand of QK) and value columns (the A operand of PV). Wave w owns heads 32 (w % 2) .. + 32 as
-// two 16-head MFMA blocks and dims 256 (w / 2) .. + 256:
-//   QK  S^T[key][head] = K Q^T over its 256 dims (2 x 16 MFMAs), summed with the partial of wave w ^ 2 via LDS;
-//   softmax per head over the tile (both waves of a pair compute the same numbers);
-//   PV  O^T[v][head] = V^T P^T for its 256 columns (2 x 16 MFMAs); S^T's accumulator layout is P^T's operand
+// two 16-head MFMA blocks and dims 128 (w / 2) .. + 128:
+//   QK  S^T[key][head] = K Q^T over its 128 dims (2 x 8 MFMAs); the 4 waves of a head pair add their partials
+//       through LDS in one fixed order, so all 4 compute the same softmax;
+//   PV  O^T[v][head] = V^T P^T for its 128 columns (2 x 8 MFMAs); S^T's accumulator layout is P^T's operand
 //       layout, so P never leaves registers.
-// With transposed products each lane's column is one head: softmax state is per lane, keys run along lanes.
-// The tiles are double-buffered: a wave dequantizes tile t + 1 while the other waves multiply tile t, and the
-// global loads of tile t + 2 are in flight meanwhile. Two barriers per tile.
+// With transposed products each lane's column is one head: softmax state is per lane, keys run along lanes, and
+// lane group g (lanes 16g..16g+15) holds keys 4g..4g+3, the same keys it dequantizes, so it knows which are valid.
+// The key tiles are double-buffered and the global loads of tile t + 1 are in flight during tile t. Two barriers
+// per tile.
 #pragma once
 
 #include <cmath>
@@ -26,22 +27,24 @@
 
 namespace flash_mla::gfx942 {
 
-constexpr int kWaves = 4;
+constexpr int kWaves = 8;
 constexpr int kThreads = kWaves * kWaveSize;
-constexpr int kChunkElements = 8;                         // a lane's 16-byte chunk of a bf16 key row
+constexpr int kChunkElements = 8;                         // a 16-byte chunk of a bf16 key row
 constexpr int kChunksPerRow = kHeadDim / kChunkElements;  // 64
-constexpr int kNopeChunks = kNopeDim / kChunkElements;    // 56
+constexpr int kShareElements = 4;                         // elements of a key one lane dequantizes
 constexpr int kKeyQuads = kKeysPerTile / 4;               // an MFMA k-group is 4 keys
 constexpr int kHeadBlocks = 2;                            // 16-head MFMA blocks of a wave
-constexpr int kWaveDims = kHeadDim / 2;                   // QK dims and PV columns of a wave
-constexpr int kWaveChunks = kWaveDims / 32;               // 16-byte A reads (two MFMA k-steps) per wave and GEMM
+constexpr int kDimSlices = 4;                             // waves sharing a head pair, by dims / output columns
+constexpr int kWaveDims = kHeadDim / kDimSlices;          // 128 QK dims and PV columns of a wave
+constexpr int kWaveReads = kWaveDims / 32;                // 16-byte A reads (two MFMA k-steps) per wave and GEMM
 constexpr int kColumnBlocks = kWaveDims / 16;             // 16-column output blocks of a wave
 constexpr float kRescaleThreshold = 8.f;                  // log2 units: unnormalized p stays <= 2^8
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-static_assert(kKeysPerTile == 16 && kHeadsPerWorkItem == 2 * kHeadBlocks * 16, "one key block, 4 x 16 heads");
+static_assert(kKeysPerTile == 16 && kHeadsPerWorkItem == 2 * kHeadBlocks * 16, "one key block, 2 x 2 x 16 heads");
+static_assert(kWaves * kWaveSize * kShareElements * 4 == kKeysPerTile * kHeadDim, "each element dequantized once");
 
-// One key tile in LDS, 32 KiB; the workgroup holds two (all of a CU's 64 KiB).
+// One key tile in LDS, 32 KiB; the workgroup holds two.
 struct SharedTiles {
   // Key rows, 64 chunks of 8 bf16 each; chunk c of key r sits at r * 64 + (c ^ r % 8), so the 8 rows one read
   // phase touches at a chunk cover all banks. After QK this space holds the partial-score exchange.
@@ -59,50 +62,53 @@ __device__ __forceinline__ int value_word(int v, int quad) {
   return (((v / 32) * kKeyQuads + quad) * 16 + v % 16) * 2 + (v / 16) % 2;
 }
 
-// A lane's share of one key tile, loaded a tile ahead: chunk `chunk` (8 elements) of the keys 4q..4q+3.
+// A lane's share of one key tile, loaded a tile ahead: elements [first, first + 4) of the keys 4g..4g+3.
 struct KeyShare {
-  u32x4 data[4];    // 8 fp8 bytes (words 0, 1) for a nope chunk; 8 bf16 for a rope chunk
-  float scale[4];   // the chunk's scale for a nope chunk
-  uint32_t valid;   // bit i: key 4q + i exists and its index is valid; invalid keys stay zeros
+  u32x2 data[4];   // 4 fp8 bytes (word 0) in the nope part; 4 bf16 in the rope part
+  float scale[4];  // the elements' scale in the nope part
+  uint32_t valid;  // bit i: key 4g + i exists and its index is valid; invalid keys stay zeros
 };
 
 template <class Keys>
-__device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first, int end, int quad, int chunk) {
+__device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int end, int quad,
+                                                   int first_element) {
   KeyShare share = {};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int position = first + 4 * quad + i;
+    const int position = first_position + 4 * quad + i;
     if (position >= end) continue;
     const KeyLocation key = keys.locate(position);
     if (key.nope == nullptr) continue;
     share.valid |= 1u << i;
-    if (chunk < kNopeChunks) {
-      const u32x2 bytes = load_unaligned<u32x2>(key.nope + kChunkElements * chunk);
-      share.data[i] = u32x4{bytes[0], bytes[1], 0, 0};
-      share.scale[i] = keys.tile_scale(key, chunk / (kScaleTileDim / kChunkElements));
+    if (first_element < kNopeDim) {
+      share.data[i] = u32x2{load_unaligned<uint32_t>(key.nope + first_element), 0};
+      share.scale[i] = keys.tile_scale(key, first_element / kScaleTileDim);
     } else {
-      share.data[i] = load_unaligned<u32x4>(key.rope + 2 * kChunkElements * (chunk - kNopeChunks));
+      share.data[i] = load_unaligned<u32x2>(key.rope + 2 * (first_element - kNopeDim));
     }
   }
   return share;
 }
 
-// Element j of a row chunk of 8 bf16.
-__device__ __forceinline__ uint32_t bf16_element(u32x4 chunk, int j) { return (chunk[j / 2] >> (16 * (j % 2))) & 0xFFFFu; }
+// Element j of 4 bf16.
+__device__ __forceinline__ uint32_t bf16_element(u32x2 elements, int j) {
+  return (elements[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
+}
 
 template <class Keys>
-__device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare& share, int quad, int chunk) {
-  u32x4 rows[4];
+__device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare& share, int quad, int first_element) {
+  const int chunk = first_element / kChunkElements, half = first_element % kChunkElements / kShareElements;
+  u32x2 rows[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    rows[i] = chunk < kNopeChunks ? dequant_fp8x8_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(
-                                        u32x2{share.data[i][0], share.data[i][1]}, share.scale[i])
-                                  : share.data[i];
-    lds.keys[key_chunk_slot(4 * quad + i, chunk)] = rows[i];
+    rows[i] = first_element < kNopeDim
+                  ? dequant_fp8x4_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(share.data[i][0], share.scale[i])
+                  : share.data[i];
+    reinterpret_cast<u32x2*>(lds.keys)[2 * key_chunk_slot(4 * quad + i, chunk) + half] = rows[i];
   }
 #pragma unroll
-  for (int j = 0; j < kChunkElements; ++j) {
-    lds.values[value_word(kChunkElements * chunk + j, quad)] =
+  for (int j = 0; j < kShareElements; ++j) {
+    lds.values[value_word(first_element + j, quad)] =
         u32x2{bf16_element(rows[0], j) | bf16_element(rows[1], j) << 16,
               bf16_element(rows[2], j) | bf16_element(rows[3], j) << 16};
   }
@@ -117,26 +123,28 @@ __global__ void __launch_bounds__(kThreads)
   const int split = workgroup_index_z();
   const int wave = thread_index() / kWaveSize, lane = lane_index();
   const int lane_row = lane % 16, lane_group = lane / 16;  // MFMA row/column index and k-group of this lane
-  const int head_pair = wave % 2, dim_half = wave / 2;
-  const int share_chunk = wave * 16 + lane_row;  // the key chunk this lane dequantizes, for keys 4 * lane_group + i
+  const int head_pair = wave % 2, dim_slice = wave / 2;
   const int first_head = workgroup_index_y() * kHeadsPerWorkItem + 32 * head_pair;
+  // This lane dequantizes elements [share_element, + 4) of keys 4 * lane_group + i: wave w covers 64 elements.
+  const int share_element = wave * 64 + lane_row * kShareElements;
 
   const Keys keys(params, row);
   const PositionRange range = split_positions(keys.num_positions(), split, workspace.num_splits, kKeysPerTile);
   const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
   auto load_tile_share = [&](int tile) {
-    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_chunk);
+    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_element);
   };
+
   // Q^T as B operands: head lane_row of each block, dims of chunk c in the same order as the K reads below.
   // Heads past num_heads are zeros and are never written out.
-  bf16x4 q[kHeadBlocks][2 * kWaveChunks];
+  bf16x4 q[kHeadBlocks][2 * kWaveReads];
 #pragma unroll
   for (int hb = 0; hb < kHeadBlocks; ++hb) {
     const int head = first_head + 16 * hb + lane_row;
     const uint16_t* q_row = shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim;
 #pragma unroll
-    for (int p = 0; p < kWaveChunks; ++p) {
-      const int c = dim_half * 32 + 4 * p + lane_group;
+    for (int p = 0; p < kWaveReads; ++p) {
+      const int c = dim_slice * 16 + 4 * p + lane_group;
       const u32x4 w = head < shape.num_heads ? load_unaligned<u32x4>(q_row + kChunkElements * c) : u32x4{0, 0, 0, 0};
       q[hb][2 * p] = low_bf16x4(w);
       q[hb][2 * p + 1] = high_bf16x4(w);
@@ -148,22 +156,20 @@ __global__ void __launch_bounds__(kThreads)
   float row_sum[kHeadBlocks] = {0.f, 0.f};               // this lane's keys only, until the epilogue
   const float scale_log2 = shape.sm_scale * kLog2e;
 
-  // Tile t is in LDS while the global loads of tile t + 2 are in flight (two dependent loads for sparse keys).
-  uint32_t valid;      // of the tile in LDS
-  KeyShare next = {};  // tile t + 1, loaded
-  const KeyShare first = num_tiles > 0 ? load_tile_share(0) : KeyShare{};
+  // Tile t is in LDS while the global loads of tile t + 1 are in flight: issued right after tile t was stored
+  // (during tile t - 1), they have a PV and a QK to arrive.
+  KeyShare next = num_tiles > 0 ? load_tile_share(0) : KeyShare{};
+  store_key_share<Keys>(tiles[0], next, lane_group, share_element);  // zeros when there is no tile
+  uint32_t valid = next.valid;                                        // of the tile in LDS
   if (num_tiles > 1) next = load_tile_share(1);
-  store_key_share<Keys>(tiles[0], first, lane_group, share_chunk);  // zeros when there is no tile
-  valid = first.valid;
   workgroup_barrier();
   for (int tile = 0; tile < num_tiles; ++tile) {
     SharedTiles& lds = tiles[tile % 2];
-    const KeyShare after_next = tile + 2 < num_tiles ? load_tile_share(tile + 2) : KeyShare{};
 
     floatx4 s[kHeadBlocks] = {};
 #pragma unroll
-    for (int p = 0; p < kWaveChunks; ++p) {
-      const u32x4 k = lds.keys[key_chunk_slot(lane_row, dim_half * 32 + 4 * p + lane_group)];
+    for (int p = 0; p < kWaveReads; ++p) {
+      const u32x4 k = lds.keys[key_chunk_slot(lane_row, dim_slice * 16 + 4 * p + lane_group)];
 #pragma unroll
       for (int hb = 0; hb < kHeadBlocks; ++hb) {
         s[hb] = mfma_16x16x16_bf16(low_bf16x4(k), q[hb][2 * p], s[hb]);
@@ -171,21 +177,25 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     workgroup_barrier();  // every wave is done reading this tile's keys; the other buffer is free too
-    floatx4* const exchange = reinterpret_cast<floatx4*>(lds.keys);  // [wave][head block][lane]
+    floatx4* const exchange = reinterpret_cast<floatx4*>(lds.keys);  // [head pair][dim slice][head block][lane]
+    auto partial = [&](int slice, int hb) -> floatx4& {
+      return exchange[((head_pair * kDimSlices + slice) * kHeadBlocks + hb) * kWaveSize + lane];
+    };
 #pragma unroll
-    for (int hb = 0; hb < kHeadBlocks; ++hb) exchange[(wave * kHeadBlocks + hb) * kWaveSize + lane] = s[hb];
+    for (int hb = 0; hb < kHeadBlocks; ++hb) partial(dim_slice, hb) = s[hb];
     const uint32_t tile_valid = valid;
     if (tile + 1 < num_tiles) {
-      store_key_share<Keys>(tiles[(tile + 1) % 2], next, lane_group, share_chunk);
+      store_key_share<Keys>(tiles[(tile + 1) % 2], next, lane_group, share_element);
       valid = next.valid;
+      if (tile + 2 < num_tiles) next = load_tile_share(tile + 2);
     }
-    next = after_next;
     workgroup_barrier();
 
     bf16x4 p_t[kHeadBlocks];
 #pragma unroll
     for (int hb = 0; hb < kHeadBlocks; ++hb) {
-      s[hb] += exchange[((wave ^ 2) * kHeadBlocks + hb) * kWaveSize + lane];  // a + b == b + a: the pair agrees
+      // One order of additions for the 4 waves of the pair: they compute bit-identical scores.
+      s[hb] = (partial(0, hb) + partial(1, hb)) + (partial(2, hb) + partial(3, hb));
       float x[4];
       float tile_max = -INFINITY;
 #pragma unroll
@@ -217,8 +227,8 @@ __global__ void __launch_bounds__(kThreads)
     }
 
 #pragma unroll
-    for (int c = 0; c < kWaveChunks; ++c) {
-      const u32x4 v = reinterpret_cast<const u32x4*>(lds.values)[(dim_half * kWaveChunks + c) * kWaveSize + lane];
+    for (int c = 0; c < kWaveReads; ++c) {
+      const u32x4 v = reinterpret_cast<const u32x4*>(lds.values)[(dim_slice * kWaveReads + c) * kWaveSize + lane];
 #pragma unroll
       for (int hb = 0; hb < kHeadBlocks; ++hb) {
         o[hb][2 * c] = mfma_16x16x16_bf16(low_bf16x4(v), p_t[hb], o[hb][2 * c]);
@@ -246,7 +256,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
     for (int n = 0; n < kColumnBlocks; ++n) {
-      const int v = 16 * (dim_half * kColumnBlocks + n) + 4 * lane_group;  // element e is column v + e
+      const int v = 16 * (dim_slice * kColumnBlocks + n) + 4 * lane_group;  // element e is column v + e
       const floatx4 values = o[hb][n] * scale;
       if (final_output) {
         store_unaligned(outputs.out + out_row * kHeadDim + v,
@@ -255,7 +265,7 @@ __global__ void __launch_bounds__(kThreads)
         store_unaligned(workspace.out_accum + accum_row * kHeadDim + v, values);
       }
     }
-    if (dim_half == 0 && lane_group == 0) {
+    if (dim_slice == 0 && lane_group == 0) {
       if (!final_output) {
         workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
       } else if (outputs.lse != nullptr) {

@@ -63,6 +63,23 @@ __device__ __forceinline__ floatx4 mfma_16x16x16_bf16(bf16x4 a, bf16x4 b, floatx
   return FMLA_AMDGCN(mfma_f32_16x16x16bf16_1k)(a, b, c, 0, 0, 0);
 }
 
+// acc *= factor for an MFMA accumulator. On gfx942 the accumulators live in AGPRs; multiplying there (read,
+// multiply, write back per register) keeps them there, where a plain multiply makes the compiler move every
+// accumulator through VGPRs on the paths that skip it too.
+__device__ __forceinline__ void scale_accumulator(floatx4& acc, float factor) {
+#if defined(FLASH_MLA_GFX942_EMULATION)
+  acc *= factor;
+#else
+  for (int i = 0; i < 4; ++i) {
+    float value = acc[i], scratch;
+    asm volatile("v_accvgpr_read_b32 %1, %0\n\tv_mul_f32 %1, %1, %2\n\tv_accvgpr_write_b32 %0, %1"
+                 : "+a"(value), "=&v"(scratch)
+                 : "v"(factor));
+    acc[i] = value;
+  }
+#endif
+}
+
 // Global memory of any alignment. gfx942 loads and stores unaligned dwords; naming the global address space (and
 // alignment 1) keeps the access one wide instruction instead of bytes.
 #if defined(FLASH_MLA_GFX942_EMULATION)
