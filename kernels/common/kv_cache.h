@@ -22,11 +22,30 @@ enum class KVLayout : int {
   kFlashMLA = 1,  // per block: block_size x [448 fp8 nope | 64 bf16 rope], then block_size x [7 e8m0 | pad]
 };
 
+// n / divisor for 0 <= n < 2^31 by a multiply and a shift (GPUs have no integer divider): with
+// s = ceil(log2 divisor), multiplier = floor(2^(31+s) / divisor) + 1 < 2^32 is exact on that range
+// (Granlund-Montgomery).
+struct FastDivisor {
+  uint32_t divisor = 1;
+  uint32_t multiplier = 0x80000001u;
+  int shift = 31;
+
+  FastDivisor() = default;
+  explicit FastDivisor(uint32_t d) : divisor(d) {
+    int s = 0;
+    while ((uint64_t(1) << s) < d) ++s;
+    multiplier = uint32_t((uint64_t(1) << (31 + s)) / d + 1);
+    shift = 31 + s;
+  }
+
+  FMLA_HOST_DEVICE uint32_t divide(uint32_t n) const { return uint32_t((uint64_t(n) * multiplier) >> shift); }
+};
+
 // A paged cache as the kernels see it: raw bytes, a block stride, and how to read a token.
 struct PagedKVCache {
   const uint8_t* data = nullptr;
   int64_t block_stride = 0;  // bytes between consecutive blocks (FlashMLA pads blocks, so not block_size * 584)
-  int block_size = 1;
+  FastDivisor block_size;    // tokens per block
   int64_t num_tokens = 0;  // num_blocks * block_size: the exclusive bound of a valid index
   KVLayout layout = KVLayout::kToken;
   Fp8Format format = Fp8Format::kE4M3FNUZ;
@@ -42,17 +61,18 @@ struct TokenBytes {
 FMLA_HOST_DEVICE bool is_valid_token(int64_t index, int64_t num_tokens) { return index >= 0 && index < num_tokens; }
 
 // Only for a valid index (is_valid_token): an invalid one would address memory outside the cache. Indices are
-// int32, so a valid one is a non-negative 32-bit value and a 32-bit division finds its block.
+// int32, so a valid one is below 2^31, the range of the fast division.
 FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int32_t token) {
-  const uint32_t block = uint32_t(token) / uint32_t(cache.block_size);
-  const uint32_t offset = uint32_t(token) - block * uint32_t(cache.block_size);
+  const uint32_t block = cache.block_size.divide(uint32_t(token));
+  const uint32_t offset = uint32_t(token) - block * cache.block_size.divisor;
   const uint8_t* block_base = cache.data + int64_t(block) * cache.block_stride;
   if (cache.layout == KVLayout::kToken) {
     const uint8_t* base = block_base + int64_t(offset) * kTokenBytes;
     return {base, base + kNopeDim, base + kTokenDataBytes};
   }
   const uint8_t* base = block_base + int64_t(offset) * kTokenDataBytes;
-  return {base, base + kNopeDim, block_base + int64_t(cache.block_size) * kTokenDataBytes + offset * kTokenScaleBytes};
+  return {base, base + kNopeDim,
+          block_base + int64_t(cache.block_size.divisor) * kTokenDataBytes + offset * kTokenScaleBytes};
 }
 
 // Number of entries of a top-k list that count: topk_length clamped to [0, topk]; no length means all.

@@ -69,18 +69,20 @@ struct KeyShare {
   uint32_t valid;  // bit i: key 4g + i exists and its index is valid; invalid keys stay zeros
 };
 
+// The lane's elements [first_element, + 4) lie in the nope part when `nope` (wave-uniform), else in the rope part.
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int end, int quad,
-                                                   int first_element) {
+                                                   int first_element, bool nope) {
+  const auto& tile_keys = keys.tile(first_position);
   KeyShare share = {};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int position = first_position + 4 * quad + i;
     if (position >= end) continue;
-    const KeyLocation key = keys.locate(position);
+    const KeyLocation key = tile_keys.locate(position);
     if (key.nope == nullptr) continue;
     share.valid |= 1u << i;
-    if (first_element < kNopeDim) {
+    if (nope) {
       share.data[i] = u32x2{load_unaligned<uint32_t>(key.nope + first_element), 0};
       share.scale[i] = keys.tile_scale(key, first_element / kScaleTileDim);
     } else {
@@ -96,16 +98,20 @@ __device__ __forceinline__ uint32_t bf16_element(u32x2 elements, int j) {
 }
 
 template <class Keys>
-__device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare& share, int quad, int first_element) {
+__device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare& share, int quad, int first_element,
+                                                bool nope) {
   const int chunk = first_element / kChunkElements, half = first_element % kChunkElements / kShareElements;
   u32x2 rows[4];
+  if (nope) {
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    rows[i] = first_element < kNopeDim
-                  ? dequant_fp8x4_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(share.data[i][0], share.scale[i])
-                  : share.data[i];
-    reinterpret_cast<u32x2*>(lds.keys)[2 * key_chunk_slot(4 * quad + i, chunk) + half] = rows[i];
+    for (int i = 0; i < 4; ++i)
+      rows[i] = dequant_fp8x4_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(share.data[i][0], share.scale[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) rows[i] = share.data[i];
   }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) reinterpret_cast<u32x2*>(lds.keys)[2 * key_chunk_slot(4 * quad + i, chunk) + half] = rows[i];
 #pragma unroll
   for (int j = 0; j < kShareElements; ++j) {
     lds.values[value_word(first_element + j, quad)] =
@@ -121,18 +127,19 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ SharedTiles tiles[2];
   const int row = workgroup_index_x();
   const int split = workgroup_index_z();
-  const int wave = thread_index() / kWaveSize, lane = lane_index();
+  const int wave = wave_index(), lane = lane_index();
   const int lane_row = lane % 16, lane_group = lane / 16;  // MFMA row/column index and k-group of this lane
   const int head_pair = wave % 2, dim_slice = wave / 2;
   const int first_head = workgroup_index_y() * kHeadsPerWorkItem + 32 * head_pair;
   // This lane dequantizes elements [share_element, + 4) of keys 4 * lane_group + i: wave w covers 64 elements.
   const int share_element = wave * 64 + lane_row * kShareElements;
+  const bool share_in_nope = wave * 64 < kNopeDim;
 
   const Keys keys(params, row);
   const PositionRange range = split_positions(keys.num_positions(), split, workspace.num_splits, kKeysPerTile);
   const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
   auto load_tile_share = [&](int tile) {
-    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_element);
+    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_element, share_in_nope);
   };
 
   // Q^T as B operands: head lane_row of each block, dims of chunk c in the same order as the K reads below.
@@ -159,7 +166,7 @@ __global__ void __launch_bounds__(kThreads)
   // Tile t is in LDS while the global loads of tile t + 1 are in flight: issued right after tile t was stored
   // (during tile t - 1), they have a PV and a QK to arrive.
   KeyShare next = num_tiles > 0 ? load_tile_share(0) : KeyShare{};
-  store_key_share<Keys>(tiles[0], next, lane_group, share_element);  // zeros when there is no tile
+  store_key_share<Keys>(tiles[0], next, lane_group, share_element, share_in_nope);  // zeros when there is no tile
   uint32_t valid = next.valid;                                        // of the tile in LDS
   if (num_tiles > 1) next = load_tile_share(1);
   workgroup_barrier();
@@ -185,7 +192,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int hb = 0; hb < kHeadBlocks; ++hb) partial(dim_slice, hb) = s[hb];
     const uint32_t tile_valid = valid;
     if (tile + 1 < num_tiles) {
-      store_key_share<Keys>(tiles[(tile + 1) % 2], next, lane_group, share_element);
+      store_key_share<Keys>(tiles[(tile + 1) % 2], next, lane_group, share_element, share_in_nope);
       valid = next.valid;
       if (tile + 2 < num_tiles) next = load_tile_share(tile + 2);
     }

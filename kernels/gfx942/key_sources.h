@@ -20,6 +20,9 @@ struct KeyLocation {
   const uint8_t* scales;
 };
 
+// A sparse row's keys: the main cache's top-k list, then the extra cache's, each cut to its clamped length. The
+// main list's positions are rounded up to whole key tiles (the rest are skipped like invalid indices), so that
+// no tile mixes the lists: a tile's cache parameters are then wave-uniform (scalar registers).
 template <Fp8Format kFormatValue>
 struct SparseKeySource {
   using Params = SparseDecodeParams;
@@ -27,18 +30,36 @@ struct SparseKeySource {
   static constexpr bool kPowerOfTwoScales = true;  // e8m0
 
   const Params& p;
-  SparseRowPositions positions;
+  SparseRowPositions lists;
+  int padded_main_length;
 
-  __device__ SparseKeySource(const Params& params, int query_row) : p(params), positions(params, query_row) {}
+  __device__ SparseKeySource(const Params& params, int query_row)
+      : p(params),
+        lists(params, query_row),
+        padded_main_length((lists.main_length + kKeysPerTile - 1) / kKeysPerTile * kKeysPerTile) {}
 
-  __device__ int num_positions() const { return positions.total; }
+  __device__ int num_positions() const { return padded_main_length + (lists.total - lists.main_length); }
 
-  __device__ KeyLocation locate(int position) const {
-    const int32_t index = positions.index(p, position);
-    const SparseKVSource& source = positions.source(p, position);
-    if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
-    const TokenBytes token = locate_token(source.cache, index);
-    return {token.nope, token.rope, token.scales};
+  // The keys of the tile starting at (wave-uniform) position `first`: entries of one list.
+  struct TileKeys {
+    const SparseKVSource& source;
+    int row;
+    int first_position;  // of the list's entry 0
+    int length;          // of the list
+    __device__ KeyLocation locate(int position) const {
+      const int entry = position - first_position;
+      if (entry >= length) return {nullptr, nullptr, nullptr};
+      const int32_t index = source.indices[int64_t(row) * source.topk + entry];
+      if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
+      const TokenBytes token = locate_token(source.cache, index);
+      return {token.nope, token.rope, token.scales};
+    }
+  };
+
+  __device__ TileKeys tile(int first) const {
+    const bool main = first < padded_main_length;
+    return {main ? p.sources[0] : p.sources[1], lists.row, main ? 0 : padded_main_length,
+            main ? lists.main_length : lists.total - lists.main_length};
   }
 
   __device__ float tile_scale(const KeyLocation& key, int tile) const {
@@ -65,6 +86,8 @@ struct CsrKeySource {
     return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
             reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
   }
+
+  __device__ const CsrKeySource& tile(int) const { return *this; }
 
   __device__ float tile_scale(const KeyLocation& key, int tile) const {
     return load_unaligned<float>(key.scales + 4 * tile);

@@ -35,6 +35,8 @@ __device__ __forceinline__ int lane_index() { return FMLA_AMDGCN(mbcnt_hi)(~0u, 
 __device__ __forceinline__ int workgroup_index_x() { return FMLA_AMDGCN(workgroup_id_x)(); }
 __device__ __forceinline__ int workgroup_index_y() { return FMLA_AMDGCN(workgroup_id_y)(); }
 __device__ __forceinline__ int workgroup_index_z() { return FMLA_AMDGCN(workgroup_id_z)(); }
+// The wave's index in the workgroup, as a wave-uniform (scalar) value: branches on it need no lane masks.
+__device__ __forceinline__ int wave_index() { return FMLA_AMDGCN(readfirstlane)(thread_index() / kWaveSize); }
 
 // Every wave of the workgroup has arrived, and its LDS writes are visible.
 __device__ __forceinline__ void workgroup_barrier() {

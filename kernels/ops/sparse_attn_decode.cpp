@@ -26,7 +26,7 @@ PagedKVCache paged_cache(const at::Tensor& kv, KVLayout layout) {
   PagedKVCache cache;
   cache.data = static_cast<const uint8_t*>(kv.data_ptr());
   cache.block_stride = kv.stride(0);
-  cache.block_size = int(kv.size(1));
+  cache.block_size = FastDivisor(uint32_t(std::max<int64_t>(kv.size(1), 1)));  // 0 tokens a block: no valid index
   cache.num_tokens = kv.size(0) * kv.size(1);
   cache.layout = layout;
   cache.format = fp8_format_of(kv.scalar_type());

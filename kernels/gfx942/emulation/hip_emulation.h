@@ -167,6 +167,14 @@ inline int workgroup_id_x() { return int(Workgroup::current().index().x); }
 inline int workgroup_id_y() { return int(Workgroup::current().index().y); }
 inline int workgroup_id_z() { return int(Workgroup::current().index().z); }
 
+// v_readfirstlane_b32: the value of the wave's first active lane (all lanes are active at its uses).
+inline int readfirstlane(int value) {
+  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
+  int first;
+  std::memcpy(&first, slots, sizeof(first));
+  return first;
+}
+
 // v_mbcnt_lo/hi: acc + the number of set mask bits below this lane in the low / high 32 lanes.
 inline uint32_t mbcnt_lo(uint32_t mask, uint32_t acc) {
   const int lane = Workgroup::current().lane();

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# gfx942 without an AMD GPU (BRIEF §6, check 1): compile every kernels/gfx942 source device-only with Debian's
+# clang-19 and the HIP headers of libamdhip64-dev, then print the ISA report and fail on scratch, spills, calls, a
+# missing bf16 MFMA in an attention kernel's hot loop, or a register/LDS budget overrun (.ci/gfx942_isa_report.py).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+clang=${CLANG:-clang++-19}
+out=$(mktemp -d)
+for source in kernels/gfx942/*.hip; do
+  "$clang" -x hip --offload-arch=gfx942 --cuda-device-only -nogpulib -O3 -std=c++17 -Werror \
+    -S -o "$out/$(basename "$source" .hip).s" "$source"
+done
+echo "gfx942 ISA ($("$clang" --version | head -n 1), -O3 --offload-arch=gfx942 --cuda-device-only -nogpulib)"
+python3 .ci/gfx942_isa_report.py "$out"/*.s
