@@ -7,7 +7,7 @@
 #if defined(FLASH_MLA_GFX942_EMULATION)
 #include "emulation/hip_emulation.h"
 #else
-#include <hip/hip_runtime.h>
+#include <hip/hip_runtime_api.h>
 #endif
 
 namespace flash_mla::gfx942 {
