@@ -46,7 +46,7 @@ struct PagedKVCache {
   const uint8_t* data = nullptr;
   int64_t block_stride = 0;  // bytes between consecutive blocks (FlashMLA pads blocks, so not block_size * 584)
   FastDivisor block_size;    // tokens per block
-  int64_t num_tokens = 0;  // num_blocks * block_size: the exclusive bound of a valid index
+  int64_t num_tokens = 0;    // num_blocks * block_size: the exclusive bound of a valid index
   KVLayout layout = KVLayout::kToken;
   Fp8Format format = Fp8Format::kE4M3FNUZ;
 };

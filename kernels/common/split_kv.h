@@ -82,7 +82,8 @@ struct SplitMerge {
       max_lse = fmaxf(max_lse, workspace.lse_accum[s * split_stride + accum_row]);
     float weight_sum = 0.f;
     if (max_lse != -INFINITY)
-      for (int s = 0; s < workspace.num_splits; ++s) weight_sum += weight(workspace.lse_accum[s * split_stride + accum_row]);
+      for (int s = 0; s < workspace.num_splits; ++s)
+        weight_sum += weight(workspace.lse_accum[s * split_stride + accum_row]);
     const bool empty = max_lse == -INFINITY;
     lse = empty ? INFINITY : max_lse + log_f32(weight_sum);
     output_scale = empty ? 0.f : 1.f / weight_sum;

@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "../common/kv_cache.h"
 #include "../common/params.h"
@@ -70,25 +71,32 @@ struct KeyShare {
 };
 
 // The lane's elements [first_element, + 4) lie in the nope part when `nope` (wave-uniform), else in the rope part.
+// Lane r of each 4-lane quad locates key 4 quad + r, and the quad shares the addresses (DPP): each key is located
+// once per lane instead of four times.
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int end, int quad,
-                                                   int first_element, bool nope) {
-  const auto& tile_keys = keys.tile(first_position);
+                                                   int first_element, bool nope, int lane) {
+  const int position = first_position + 4 * quad + lane % 4;
+  const KeyLocation mine = position < end ? keys.tile(first_position).locate(position) : KeyLocation{};
+  const uint8_t* const my_part = nope ? mine.nope : mine.rope;  // null for a skipped key
   KeyShare share = {};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int position = first_position + 4 * quad + i;
-    if (position >= end) continue;
-    const KeyLocation key = tile_keys.locate(position);
-    if (key.nope == nullptr) continue;
+  auto take = [&](auto source) {  // key `source` of the quad; every lane shares before any lane branches
+    constexpr int i = decltype(source)::value;
+    const uint8_t* const part = quad_broadcast<i>(my_part);
+    const uint8_t* const scales = nope ? quad_broadcast<i>(mine.scales) : nullptr;
+    if (part == nullptr) return;
     share.valid |= 1u << i;
     if (nope) {
-      share.data[i] = u32x2{load_unaligned<uint32_t>(key.nope + first_element), 0};
-      share.scale[i] = keys.tile_scale(key, first_element / kScaleTileDim);
+      share.data[i] = u32x2{load_unaligned<uint32_t>(part + first_element), 0};
+      share.scale[i] = keys.tile_scale(KeyLocation{part, nullptr, scales}, first_element / kScaleTileDim);
     } else {
-      share.data[i] = load_unaligned<u32x2>(key.rope + 2 * (first_element - kNopeDim));
+      share.data[i] = load_unaligned<u32x2>(part + 2 * (first_element - kNopeDim));
     }
-  }
+  };
+  take(std::integral_constant<int, 0>());
+  take(std::integral_constant<int, 1>());
+  take(std::integral_constant<int, 2>());
+  take(std::integral_constant<int, 3>());
   return share;
 }
 
@@ -111,12 +119,12 @@ __device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare
     for (int i = 0; i < 4; ++i) rows[i] = share.data[i];
   }
 #pragma unroll
-  for (int i = 0; i < 4; ++i) reinterpret_cast<u32x2*>(lds.keys)[2 * key_chunk_slot(4 * quad + i, chunk) + half] = rows[i];
+  for (int i = 0; i < 4; ++i)
+    reinterpret_cast<u32x2*>(lds.keys)[2 * key_chunk_slot(4 * quad + i, chunk) + half] = rows[i];
 #pragma unroll
   for (int j = 0; j < kShareElements; ++j) {
-    lds.values[value_word(first_element + j, quad)] =
-        u32x2{bf16_element(rows[0], j) | bf16_element(rows[1], j) << 16,
-              bf16_element(rows[2], j) | bf16_element(rows[3], j) << 16};
+    lds.values[value_word(first_element + j, quad)] = u32x2{bf16_element(rows[0], j) | bf16_element(rows[1], j) << 16,
+                                                            bf16_element(rows[2], j) | bf16_element(rows[3], j) << 16};
   }
 }
 
@@ -139,7 +147,8 @@ __global__ void __launch_bounds__(kThreads)
   const PositionRange range = split_positions(keys.num_positions(), split, workspace.num_splits, kKeysPerTile);
   const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
   auto load_tile_share = [&](int tile) {
-    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_element, share_in_nope);
+    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_element, share_in_nope,
+                          lane);
   };
 
   // Q^T as B operands: head lane_row of each block, dims of chunk c in the same order as the K reads below.
@@ -160,14 +169,14 @@ __global__ void __launch_bounds__(kThreads)
 
   floatx4 o[kHeadBlocks][kColumnBlocks] = {};
   float row_max[kHeadBlocks] = {-INFINITY, -INFINITY};  // log2 units
-  float row_sum[kHeadBlocks] = {0.f, 0.f};               // this lane's keys only, until the epilogue
+  float row_sum[kHeadBlocks] = {0.f, 0.f};              // this lane's keys only, until the epilogue
   const float scale_log2 = shape.sm_scale * kLog2e;
 
   // Tile t is in LDS while the global loads of tile t + 1 are in flight: issued right after tile t was stored
   // (during tile t - 1), they have a PV and a QK to arrive.
   KeyShare next = num_tiles > 0 ? load_tile_share(0) : KeyShare{};
   store_key_share<Keys>(tiles[0], next, lane_group, share_element, share_in_nope);  // zeros when there is no tile
-  uint32_t valid = next.valid;                                        // of the tile in LDS
+  uint32_t valid = next.valid;                                                      // of the tile in LDS
   if (num_tiles > 1) next = load_tile_share(1);
   workgroup_barrier();
   for (int tile = 0; tile < num_tiles; ++tile) {

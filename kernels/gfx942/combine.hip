@@ -20,7 +20,8 @@ __global__ void __launch_bounds__(kCombineThreads)
     acc += w * load_unaligned<floatx4>(workspace.out_accum + (s * split_stride + accum_row) * kHeadDim + column);
   }
   acc *= merge.output_scale;
-  store_unaligned(outputs.out + accum_row * kHeadDim + column, u32x2{pack_bf16x2(acc[0], acc[1]), pack_bf16x2(acc[2], acc[3])});
+  store_unaligned(outputs.out + accum_row * kHeadDim + column,
+                  u32x2{pack_bf16x2(acc[0], acc[1]), pack_bf16x2(acc[2], acc[3])});
   if (column == 0 && outputs.lse != nullptr) outputs.lse[outputs.lse_offset(row, head, num_heads)] = merge.lse;
 }
 

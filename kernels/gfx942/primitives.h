@@ -51,6 +51,19 @@ __device__ __forceinline__ float shuffle_xor(float value, int mask) {
   return __builtin_bit_cast(float, FMLA_AMDGCN(ds_bpermute)(source, __builtin_bit_cast(int, value)));
 }
 
+// Within each group of 4 lanes, the value of the group's lane kSource (DPP quad_perm [s, s, s, s]: a VALU move).
+template <int kSource>
+__device__ __forceinline__ uint32_t quad_broadcast(uint32_t value) {
+  return uint32_t(FMLA_AMDGCN(mov_dpp)(int(value), kSource * 0x55, 0xF, 0xF, false));
+}
+
+template <int kSource>
+__device__ __forceinline__ const uint8_t* quad_broadcast(const uint8_t* pointer) {
+  const uint64_t bits = reinterpret_cast<uintptr_t>(pointer);
+  const uint64_t lo = quad_broadcast<kSource>(uint32_t(bits)), hi = quad_broadcast<kSource>(uint32_t(bits >> 32));
+  return reinterpret_cast<const uint8_t*>(uintptr_t(lo | hi << 32));
+}
+
 // Whether the predicate holds on any active lane of the wave (the same answer on every lane).
 __device__ __forceinline__ bool wave_any(bool predicate) { return FMLA_AMDGCN(ballot_w64)(predicate) != 0; }
 

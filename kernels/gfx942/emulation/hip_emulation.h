@@ -7,13 +7,15 @@
 // Wave-wide operations (ds_bpermute, ballot, MFMA) gather all 64 lanes' operands before any lane reads a result;
 // the MFMA computes D = A B + C with the CDNA3 v_mfma_f32_16x16x16_bf16 lane layouts. v_cvt_pk_f32_fp8 decodes
 // e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier the others wait on (a divergent
-// barrier or wave operation, a hang on hardware) make the launch throw.
+// barrier or wave operation, a hang on hardware) make the launch throw; an unemulated builtin mode aborts.
 #pragma once
 
 #include <ucontext.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -175,6 +177,21 @@ inline int readfirstlane(int value) {
   return first;
 }
 
+// v_mov_b32 with DPP, quad_perm controls only (0x00..0xFF; full row and bank masks): lane 4 q + i takes lane
+// 4 q + ((control >> 2 i) & 3).
+inline int mov_dpp(int value, int control, int row_mask, int bank_mask, bool) {
+  if (control > 0xFF || row_mask != 0xF || bank_mask != 0xF) {
+    std::fprintf(stderr, "gfx942 emulation: only full-mask DPP quad_perm is emulated\n");
+    std::abort();
+  }
+  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
+  const int lane = Workgroup::current().lane();
+  const int source = lane / 4 * 4 + ((control >> (2 * (lane % 4))) & 3);
+  int result;
+  std::memcpy(&result, slots + source * Workgroup::kSlotBytes, sizeof(result));
+  return result;
+}
+
 // v_mbcnt_lo/hi: acc + the number of set mask bits below this lane in the low / high 32 lanes.
 inline uint32_t mbcnt_lo(uint32_t mask, uint32_t acc) {
   const int lane = Workgroup::current().lane();
@@ -225,7 +242,10 @@ inline float bf16_to_float(short bits) {
 // j + 16 (k / 4) element k % 4, C and D[i][j] in lane j + 16 (i / 4) element i % 4. Products are exact in fp32;
 // the sum is taken in double and rounded once.
 inline floatx4 mfma_f32_16x16x16bf16_1k(bf16x4 a, bf16x4 b, floatx4 c, int cbsz, int abid, int blgp) {
-  if (cbsz != 0 || abid != 0 || blgp != 0) throw std::invalid_argument("gfx942 emulation: MFMA broadcast modes");
+  if (cbsz != 0 || abid != 0 || blgp != 0) {
+    std::fprintf(stderr, "gfx942 emulation: MFMA broadcast modes are not emulated\n");
+    std::abort();
+  }
   struct Operands {
     bf16x4 a, b;
   } mine = {a, b};
@@ -256,7 +276,8 @@ inline floatx4 mfma_f32_16x16x16bf16_1k(bf16x4 a, bf16x4 b, floatx4 c, int cbsz,
 inline float fp8_e4m3fnuz_to_float(uint8_t byte) {
   if (byte == 0x80) return NAN;
   const int exponent = (byte >> 3) & 0xF, mantissa = byte & 0x7;
-  const float magnitude = exponent == 0 ? std::ldexp(float(mantissa), -10) : std::ldexp(1.f + mantissa / 8.f, exponent - 8);
+  const float magnitude =
+      exponent == 0 ? std::ldexp(float(mantissa), -10) : std::ldexp(1.f + mantissa / 8.f, exponent - 8);
   return byte & 0x80 ? -magnitude : magnitude;
 }
 
