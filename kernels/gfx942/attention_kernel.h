@@ -2,12 +2,12 @@
 // workgroup per CU (its two key tiles fill the 64 KiB of LDS), two waves per SIMD.
 //
 // Per tile of 16 keys, every lane dequantizes 4 elements of 4 keys, once for the workgroup, into two LDS copies:
-// key rows (the A operand of QK) and value columns (the A operand of PV). Wave w owns heads 32 (w % 2) .. + 32 as
-// two 16-head MFMA blocks and dims 128 (w / 2) .. + 128:
-//   QK  S^T[key][head] = K Q^T over its 128 dims (2 x 8 MFMAs); the 4 waves of a head pair add their partials
-//       through LDS in one fixed order, so all 4 compute the same softmax;
-//   PV  O^T[v][head] = V^T P^T for its 128 columns (2 x 8 MFMAs); S^T's accumulator layout is P^T's operand
-//       layout, so P never leaves registers.
+// key rows (the A operand of QK) and value columns (the A operand of PV). Wave w owns one 16-head MFMA block,
+// heads 16 (w % 4) .. + 16, and half the dims, 256 (w / 4) .. + 256:
+//   QK  S^T[key][head] = K Q^T over its 256 dims (16 MFMAs), plus the partial of wave w ^ 4 (the other half)
+//       through LDS; a + b == b + a, so both waves compute the same softmax;
+//   PV  O^T[v][head] = V^T P^T for its 256 columns (16 MFMAs); S^T's accumulator layout is P^T's operand layout,
+//       so P never leaves registers.
 // With transposed products each lane's column is one head: softmax state is per lane, keys run along lanes, and
 // lane group g (lanes 16g..16g+15) holds keys 4g..4g+3, the same keys it dequantizes, so it knows which are valid.
 // The key tiles are double-buffered and the global loads of tile t + 1 are in flight during tile t. Two barriers
@@ -34,15 +34,14 @@ constexpr int kChunkElements = 8;                         // a 16-byte chunk of 
 constexpr int kChunksPerRow = kHeadDim / kChunkElements;  // 64
 constexpr int kShareElements = 4;                         // elements of a key one lane dequantizes
 constexpr int kKeyQuads = kKeysPerTile / 4;               // an MFMA k-group is 4 keys
-constexpr int kHeadBlocks = 2;                            // 16-head MFMA blocks of a wave
-constexpr int kDimSlices = 4;                             // waves sharing a head pair, by dims / output columns
-constexpr int kWaveDims = kHeadDim / kDimSlices;          // 128 QK dims and PV columns of a wave
+constexpr int kHeadBlocks = kHeadsPerWorkItem / 16;       // 16-head MFMA blocks, one a wave pair
+constexpr int kWaveDims = kHeadDim / 2;                   // 256 QK dims and PV columns of a wave
 constexpr int kWaveReads = kWaveDims / 32;                // 16-byte A reads (two MFMA k-steps) per wave and GEMM
 constexpr int kColumnBlocks = kWaveDims / 16;             // 16-column output blocks of a wave
 constexpr float kRescaleThreshold = 8.f;                  // log2 units: unnormalized p stays <= 2^8
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-static_assert(kKeysPerTile == 16 && kHeadsPerWorkItem == 2 * kHeadBlocks * 16, "one key block, 2 x 2 x 16 heads");
+static_assert(kKeysPerTile == 16 && kWaves == 2 * kHeadBlocks, "one key block; two waves a head block");
 static_assert(kWaves * kWaveSize * kShareElements * 4 == kKeysPerTile * kHeadDim, "each element dequantized once");
 
 // One key tile in LDS, 32 KiB; the workgroup holds two.
@@ -137,8 +136,8 @@ __global__ void __launch_bounds__(kThreads)
   const int split = workgroup_index_z();
   const int wave = wave_index(), lane = lane_index();
   const int lane_row = lane % 16, lane_group = lane / 16;  // MFMA row/column index and k-group of this lane
-  const int head_pair = wave % 2, dim_slice = wave / 2;
-  const int first_head = workgroup_index_y() * kHeadsPerWorkItem + 32 * head_pair;
+  const int head_block = wave % kHeadBlocks, dim_half = wave / kHeadBlocks;
+  const int head = workgroup_index_y() * kHeadsPerWorkItem + 16 * head_block + lane_row;  // this lane's column
   // This lane dequantizes elements [share_element, + 4) of keys 4 * lane_group + i: wave w covers 64 elements.
   const int share_element = wave * 64 + lane_row * kShareElements;
   const bool share_in_nope = wave * 64 < kNopeDim;
@@ -151,25 +150,21 @@ __global__ void __launch_bounds__(kThreads)
                           lane);
   };
 
-  // Q^T as B operands: head lane_row of each block, dims of chunk c in the same order as the K reads below.
-  // Heads past num_heads are zeros and are never written out.
-  bf16x4 q[kHeadBlocks][2 * kWaveReads];
+  // Q^T as B operands: this lane's head, dims of chunk c in the same order as the K reads below. Heads past
+  // num_heads are zeros and are never written out.
+  bf16x4 q[2 * kWaveReads];
+  const uint16_t* q_row = shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim;
 #pragma unroll
-  for (int hb = 0; hb < kHeadBlocks; ++hb) {
-    const int head = first_head + 16 * hb + lane_row;
-    const uint16_t* q_row = shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim;
-#pragma unroll
-    for (int p = 0; p < kWaveReads; ++p) {
-      const int c = dim_slice * 16 + 4 * p + lane_group;
-      const u32x4 w = head < shape.num_heads ? load_unaligned<u32x4>(q_row + kChunkElements * c) : u32x4{0, 0, 0, 0};
-      q[hb][2 * p] = low_bf16x4(w);
-      q[hb][2 * p + 1] = high_bf16x4(w);
-    }
+  for (int p = 0; p < kWaveReads; ++p) {
+    const int c = dim_half * 32 + 4 * p + lane_group;
+    const u32x4 w = head < shape.num_heads ? load_unaligned<u32x4>(q_row + kChunkElements * c) : u32x4{0, 0, 0, 0};
+    q[2 * p] = low_bf16x4(w);
+    q[2 * p + 1] = high_bf16x4(w);
   }
 
-  floatx4 o[kHeadBlocks][kColumnBlocks] = {};
-  float row_max[kHeadBlocks] = {-INFINITY, -INFINITY};  // log2 units
-  float row_sum[kHeadBlocks] = {0.f, 0.f};              // this lane's keys only, until the epilogue
+  floatx4 o[kColumnBlocks] = {};
+  float row_max = -INFINITY;  // log2 units
+  float row_sum = 0.f;        // this lane's keys only, until the epilogue
   const float scale_log2 = shape.sm_scale * kLog2e;
 
   // Tile t is in LDS while the global loads of tile t + 1 are in flight: issued right after tile t was stored
@@ -182,23 +177,16 @@ __global__ void __launch_bounds__(kThreads)
   for (int tile = 0; tile < num_tiles; ++tile) {
     SharedTiles& lds = tiles[tile % 2];
 
-    floatx4 s[kHeadBlocks] = {};
+    floatx4 s = {};
 #pragma unroll
     for (int p = 0; p < kWaveReads; ++p) {
-      const u32x4 k = lds.keys[key_chunk_slot(lane_row, dim_slice * 16 + 4 * p + lane_group)];
-#pragma unroll
-      for (int hb = 0; hb < kHeadBlocks; ++hb) {
-        s[hb] = mfma_16x16x16_bf16(low_bf16x4(k), q[hb][2 * p], s[hb]);
-        s[hb] = mfma_16x16x16_bf16(high_bf16x4(k), q[hb][2 * p + 1], s[hb]);
-      }
+      const u32x4 k = lds.keys[key_chunk_slot(lane_row, dim_half * 32 + 4 * p + lane_group)];
+      s = mfma_16x16x16_bf16(low_bf16x4(k), q[2 * p], s);
+      s = mfma_16x16x16_bf16(high_bf16x4(k), q[2 * p + 1], s);
     }
     workgroup_barrier();  // every wave is done reading this tile's keys; the other buffer is free too
-    floatx4* const exchange = reinterpret_cast<floatx4*>(lds.keys);  // [head pair][dim slice][head block][lane]
-    auto partial = [&](int slice, int hb) -> floatx4& {
-      return exchange[((head_pair * kDimSlices + slice) * kHeadBlocks + hb) * kWaveSize + lane];
-    };
-#pragma unroll
-    for (int hb = 0; hb < kHeadBlocks; ++hb) partial(dim_slice, hb) = s[hb];
+    floatx4* const partials = reinterpret_cast<floatx4*>(lds.keys);  // [wave][lane]
+    partials[wave * kWaveSize + lane] = s;
     const uint32_t tile_valid = valid;
     if (tile + 1 < num_tiles) {
       store_key_share<Keys>(tiles[(tile + 1) % 2], next, lane_group, share_element, share_in_nope);
@@ -207,86 +195,71 @@ __global__ void __launch_bounds__(kThreads)
     }
     workgroup_barrier();
 
-    bf16x4 p_t[kHeadBlocks];
+    s += partials[(wave ^ kHeadBlocks) * kWaveSize + lane];  // the other dim half of the same heads
+    float x[4];
+    float tile_max = -INFINITY;
 #pragma unroll
-    for (int hb = 0; hb < kHeadBlocks; ++hb) {
-      // One order of additions for the 4 waves of the pair: they compute bit-identical scores.
-      s[hb] = (partial(0, hb) + partial(1, hb)) + (partial(2, hb) + partial(3, hb));
-      float x[4];
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {  // element e is key 4 * lane_group + e
-        x[e] = (tile_valid >> e) & 1u ? s[hb][e] * scale_log2 : -INFINITY;
-        tile_max = fmaxf(tile_max, x[e]);
-      }
-      tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 16));
-      tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 32));
-      // Lazy rescale: the running max moves (and O, row_sum are rescaled) only when a tile's max exceeds it by
-      // kRescaleThreshold; until then p may reach 2^8. Wave-uniform, so the rescale is skipped by the whole wave.
-      if (wave_any(tile_max > row_max[hb] + kRescaleThreshold)) {
-        isa_rare_path();
-        const float new_max = fmaxf(row_max[hb], tile_max);
-        const float factor = new_max == row_max[hb] ? 1.f : fast_exp2(row_max[hb] - new_max);
-        row_sum[hb] *= factor;
-#pragma unroll
-        for (int n = 0; n < kColumnBlocks; ++n) o[hb][n] *= factor;
-        row_max[hb] = new_max;
-      }
-      const float reference = row_max[hb] == -INFINITY ? 0.f : row_max[hb];  // no valid key yet: all x are -inf
-      float p[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        p[e] = fast_exp2(x[e] - reference);
-        row_sum[hb] += p[e];
-      }
-      p_t[hb] = __builtin_bit_cast(bf16x4, u32x2{pack_bf16x2(p[0], p[1]), pack_bf16x2(p[2], p[3])});
+    for (int e = 0; e < 4; ++e) {  // element e is key 4 * lane_group + e
+      x[e] = (tile_valid >> e) & 1u ? s[e] * scale_log2 : -INFINITY;
+      tile_max = fmaxf(tile_max, x[e]);
     }
+    tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 16));
+    tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 32));
+    // Lazy rescale: the running max moves (and O, row_sum are rescaled) only when a tile's max exceeds it by
+    // kRescaleThreshold; until then p may reach 2^8. Wave-uniform, so the rescale is skipped by the whole wave.
+    if (wave_any(tile_max > row_max + kRescaleThreshold)) {
+      isa_rare_path();
+      const float new_max = fmaxf(row_max, tile_max);
+      const float factor = new_max == row_max ? 1.f : fast_exp2(row_max - new_max);
+      row_sum *= factor;
+#pragma unroll
+      for (int n = 0; n < kColumnBlocks; ++n) o[n] *= factor;
+      row_max = new_max;
+    }
+    const float reference = row_max == -INFINITY ? 0.f : row_max;  // no valid key yet: all x are -inf
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      p[e] = fast_exp2(x[e] - reference);
+      row_sum += p[e];
+    }
+    const bf16x4 p_t = __builtin_bit_cast(bf16x4, u32x2{pack_bf16x2(p[0], p[1]), pack_bf16x2(p[2], p[3])});
 
 #pragma unroll
     for (int c = 0; c < kWaveReads; ++c) {
-      const u32x4 v = reinterpret_cast<const u32x4*>(lds.values)[(dim_slice * kWaveReads + c) * kWaveSize + lane];
-#pragma unroll
-      for (int hb = 0; hb < kHeadBlocks; ++hb) {
-        o[hb][2 * c] = mfma_16x16x16_bf16(low_bf16x4(v), p_t[hb], o[hb][2 * c]);
-        o[hb][2 * c + 1] = mfma_16x16x16_bf16(high_bf16x4(v), p_t[hb], o[hb][2 * c + 1]);
-      }
+      const u32x4 v = reinterpret_cast<const u32x4*>(lds.values)[(dim_half * kWaveReads + c) * kWaveSize + lane];
+      o[2 * c] = mfma_16x16x16_bf16(low_bf16x4(v), p_t, o[2 * c]);
+      o[2 * c + 1] = mfma_16x16x16_bf16(high_bf16x4(v), p_t, o[2 * c + 1]);
     }
   }
 
-  // Row sums over the 4 lane groups (all lanes take part before any lane leaves).
-#pragma unroll
-  for (int hb = 0; hb < kHeadBlocks; ++hb) {
-    row_sum[hb] += shuffle_xor(row_sum[hb], 16);
-    row_sum[hb] += shuffle_xor(row_sum[hb], 32);
-  }
+  // The row sum over the 4 lane groups (all lanes take part before any lane leaves).
+  row_sum += shuffle_xor(row_sum, 16);
+  row_sum += shuffle_xor(row_sum, 32);
+  if (head >= shape.num_heads) return;
   const bool final_output = workspace.num_splits == 1;
+  const bool empty = row_sum == 0.f;  // no valid key: the max key alone contributes 1
+  const float lse = (row_max + fast_log2(row_sum)) * kLn2;
+  float scale = empty ? 0.f : 1.f / row_sum;
+  if (final_output && outputs.attn_sink != nullptr && !empty) scale *= attn_sink_factor(outputs.attn_sink[head], lse);
+  const int64_t out_row = int64_t(row) * shape.num_heads + head;
+  const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
-  for (int hb = 0; hb < kHeadBlocks; ++hb) {
-    const int head = first_head + 16 * hb + lane_row;
-    if (head >= shape.num_heads) continue;
-    const bool empty = row_sum[hb] == 0.f;  // no valid key: the max key alone contributes 1
-    const float lse = (row_max[hb] + fast_log2(row_sum[hb])) * kLn2;
-    float scale = empty ? 0.f : 1.f / row_sum[hb];
-    if (final_output && outputs.attn_sink != nullptr && !empty) scale *= attn_sink_factor(outputs.attn_sink[head], lse);
-    const int64_t out_row = int64_t(row) * shape.num_heads + head;
-    const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
-#pragma unroll
-    for (int n = 0; n < kColumnBlocks; ++n) {
-      const int v = 16 * (dim_slice * kColumnBlocks + n) + 4 * lane_group;  // element e is column v + e
-      const floatx4 values = o[hb][n] * scale;
-      if (final_output) {
-        store_unaligned(outputs.out + out_row * kHeadDim + v,
-                        u32x2{pack_bf16x2(values[0], values[1]), pack_bf16x2(values[2], values[3])});
-      } else {
-        store_unaligned(workspace.out_accum + accum_row * kHeadDim + v, values);
-      }
+  for (int n = 0; n < kColumnBlocks; ++n) {
+    const int v = 16 * (dim_half * kColumnBlocks + n) + 4 * lane_group;  // element e is column v + e
+    const floatx4 values = o[n] * scale;
+    if (final_output) {
+      store_unaligned(outputs.out + out_row * kHeadDim + v,
+                      u32x2{pack_bf16x2(values[0], values[1]), pack_bf16x2(values[2], values[3])});
+    } else {
+      store_unaligned(workspace.out_accum + accum_row * kHeadDim + v, values);
     }
-    if (dim_slice == 0 && lane_group == 0) {
-      if (!final_output) {
-        workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
-      } else if (outputs.lse != nullptr) {
-        outputs.lse[outputs.lse_offset(row, head, shape.num_heads)] = empty ? INFINITY : lse;
-      }
+  }
+  if (dim_half == 0 && lane_group == 0) {
+    if (!final_output) {
+      workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
+    } else if (outputs.lse != nullptr) {
+      outputs.lse[outputs.lse_offset(row, head, shape.num_heads)] = empty ? INFINITY : lse;
     }
   }
 }
