@@ -99,9 +99,12 @@ __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_p
   return share;
 }
 
-// Element j of 4 bf16.
-__device__ __forceinline__ uint32_t bf16_element(u32x2 elements, int j) {
-  return (elements[j / 2] >> (16 * (j % 2))) & 0xFFFFu;
+// Element j of 4 keys' 4 bf16 (rows), the keys in order: the word pair of a value column.
+__device__ __forceinline__ u32x2 value_column(const u32x2 (&rows)[4], int j) {
+  const int word = j / 2;
+  return j % 2 == 0
+             ? u32x2{pack_low_halves(rows[0][word], rows[1][word]), pack_low_halves(rows[2][word], rows[3][word])}
+             : u32x2{pack_high_halves(rows[0][word], rows[1][word]), pack_high_halves(rows[2][word], rows[3][word])};
 }
 
 template <class Keys>
@@ -122,8 +125,7 @@ __device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare
     reinterpret_cast<u32x2*>(lds.keys)[2 * key_chunk_slot(4 * quad + i, chunk) + half] = rows[i];
 #pragma unroll
   for (int j = 0; j < kShareElements; ++j) {
-    lds.values[value_word(first_element + j, quad)] = u32x2{bf16_element(rows[0], j) | bf16_element(rows[1], j) << 16,
-                                                            bf16_element(rows[2], j) | bf16_element(rows[3], j) << 16};
+    lds.values[value_word(first_element + j, quad)] = value_column(rows, j);
   }
 }
 
@@ -174,8 +176,11 @@ __global__ void __launch_bounds__(kThreads)
   uint32_t valid = next.valid;                                                      // of the tile in LDS
   if (num_tiles > 1) next = load_tile_share(1);
   workgroup_barrier();
-  for (int tile = 0; tile < num_tiles; ++tile) {
-    SharedTiles& lds = tiles[tile % 2];
+  // Tile `tile` from tiles[kBuffer], the next one stored into the other buffer. kBuffer is a constant (a loop trip
+  // runs two tiles), so the buffers' LDS addresses fold into the instructions' offsets.
+  auto run_tile = [&](int tile, auto buffer) {
+    constexpr int kBuffer = decltype(buffer)::value;
+    SharedTiles& lds = tiles[kBuffer];
 
     floatx4 s = {};
 #pragma unroll
@@ -189,7 +194,7 @@ __global__ void __launch_bounds__(kThreads)
     partials[wave * kWaveSize + lane] = s;
     const uint32_t tile_valid = valid;
     if (tile + 1 < num_tiles) {
-      store_key_share<Keys>(tiles[(tile + 1) % 2], next, lane_group, share_element, share_in_nope);
+      store_key_share<Keys>(tiles[1 - kBuffer], next, lane_group, share_element, share_in_nope);
       valid = next.valid;
       if (tile + 2 < num_tiles) next = load_tile_share(tile + 2);
     }
@@ -231,6 +236,10 @@ __global__ void __launch_bounds__(kThreads)
       o[2 * c] = mfma_16x16x16_bf16(low_bf16x4(v), p_t, o[2 * c]);
       o[2 * c + 1] = mfma_16x16x16_bf16(high_bf16x4(v), p_t, o[2 * c + 1]);
     }
+  };
+  for (int tile = 0; tile < num_tiles; tile += 2) {
+    run_tile(tile, std::integral_constant<int, 0>());
+    if (tile + 1 < num_tiles) run_tile(tile + 1, std::integral_constant<int, 1>());
   }
 
   // The row sum over the 4 lane groups (all lanes take part before any lane leaves).

@@ -23,15 +23,18 @@ template <Fp8Format kFormat, bool kPowerOfTwoScale>
 __device__ __forceinline__ u32x2 dequant_fp8x4_to_bf16(uint32_t bytes, float scale) {
   constexpr bool kFn = kFormat == Fp8Format::kE4M3FN;
   if constexpr (kFn) bytes = clear_negative_zeros(bytes);
-  // v_cvt_pk_f32_fp8 converts the low (false) or high (true) two bytes; the selector is an immediate.
-  const auto low = FMLA_AMDGCN(cvt_pk_f32_fp8)(int(bytes), false);
-  const auto high = FMLA_AMDGCN(cvt_pk_f32_fp8)(int(bytes), true);
-  // Doubling first keeps an e4m3fn product exact where doubling the scale would overflow.
-  const float factor = kFn ? 2.f : 1.f;
-  const float v0 = low[0] * factor * scale, v1 = low[1] * factor * scale;
-  const float v2 = high[0] * factor * scale, v3 = high[1] * factor * scale;
-  if constexpr (kPowerOfTwoScale) return u32x2{high_halves(v0, v1), high_halves(v2, v3)};
-  return u32x2{pack_bf16x2(v0, v1), pack_bf16x2(v2, v3)};
+  // v_cvt_pk_f32_fp8 converts the low (false) or high (true) two bytes; the selector is an immediate. Pairs
+  // of fp32 so that the doubling and the scaling are packed instructions (v_pk_add/mul_f32).
+  floatx2 low = as_floatx2(FMLA_AMDGCN(cvt_pk_f32_fp8)(int(bytes), false));
+  floatx2 high = as_floatx2(FMLA_AMDGCN(cvt_pk_f32_fp8)(int(bytes), true));
+  if constexpr (kFn) {  // doubling first keeps the product exact where doubling the scale would overflow
+    low += low;
+    high += high;
+  }
+  low *= scale;
+  high *= scale;
+  if constexpr (kPowerOfTwoScale) return u32x2{high_halves(low[0], low[1]), high_halves(high[0], high[1])};
+  return u32x2{pack_bf16x2(low[0], low[1]), pack_bf16x2(high[0], high[1])};
 }
 
 }  // namespace flash_mla::gfx942

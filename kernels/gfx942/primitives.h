@@ -23,8 +23,15 @@ constexpr int kWaveSize = 64;
 // MFMA operands: 4 bf16 (as 16-bit patterns) per lane in, 4 fp32 per lane accumulated; raw 8/16-byte words.
 typedef short bf16x4 __attribute__((vector_size(8)));
 typedef float floatx4 __attribute__((vector_size(16)));
+typedef float floatx2 __attribute__((vector_size(8)));
 typedef uint32_t u32x2 __attribute__((vector_size(8)));
 typedef uint32_t u32x4 __attribute__((vector_size(16)));
+
+// A converter's pair of floats (an ext_vector on the device, a struct under emulation) as a floatx2.
+template <class Pair>
+__device__ __forceinline__ floatx2 as_floatx2(const Pair& pair) {
+  return floatx2{pair[0], pair[1]};
+}
 
 // The low and the high 8 bytes of a 16-byte word, as MFMA operands.
 __device__ __forceinline__ bf16x4 low_bf16x4(u32x4 w) { return __builtin_bit_cast(bf16x4, u32x2{w[0], w[1]}); }
@@ -129,15 +136,24 @@ __device__ __forceinline__ void isa_rare_path() {}
 __device__ __forceinline__ void isa_rare_path() { asm volatile("; flash_mla isa: rare path"); }
 #endif
 
+// v_perm_b32: byte i of the result is byte selector[i] of {high, low} (0-3: low's bytes, 4-7: high's).
+__device__ __forceinline__ uint32_t select_bytes(uint32_t high, uint32_t low, uint32_t selector) {
+  return FMLA_AMDGCN(perm)(high, low, selector);
+}
+
+// The low 16 bits of a and of b, as (a, b) in one word; the same for the high 16 bits.
+__device__ __forceinline__ uint32_t pack_low_halves(uint32_t a, uint32_t b) { return select_bytes(b, a, 0x05040100u); }
+__device__ __forceinline__ uint32_t pack_high_halves(uint32_t a, uint32_t b) { return select_bytes(b, a, 0x07060302u); }
+
 // Two bf16 patterns from the high halves of two fp32 values (exact when the values are bf16-representable).
 __device__ __forceinline__ uint32_t high_halves(float lo, float hi) {
-  return (__builtin_bit_cast(uint32_t, lo) >> 16) | (__builtin_bit_cast(uint32_t, hi) & 0xFFFF0000u);
+  return pack_high_halves(__builtin_bit_cast(uint32_t, lo), __builtin_bit_cast(uint32_t, hi));
 }
 
 // Round-to-nearest-even fp32 -> bf16 pair, for finite values (a NaN may come out as another NaN or infinity).
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const uint32_t a = __builtin_bit_cast(uint32_t, lo), b = __builtin_bit_cast(uint32_t, hi);
-  return ((a + 0x7FFFu + ((a >> 16) & 1u)) >> 16) | ((b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u);
+  return pack_high_halves(a + 0x7FFFu + ((a >> 16) & 1u), b + 0x7FFFu + ((b >> 16) & 1u));
 }
 
 }  // namespace flash_mla::gfx942

@@ -227,6 +227,21 @@ inline uint64_t ballot_w64(bool predicate) {
   return mask;
 }
 
+// v_perm_b32 with byte selectors 0-7: byte i of the result is byte selector[i] of {high, low}.
+inline uint32_t perm(uint32_t high, uint32_t low, uint32_t selector) {
+  const uint64_t bytes = uint64_t(high) << 32 | low;
+  uint32_t result = 0;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t select = (selector >> (8 * i)) & 0xFF;
+    if (select > 7) {
+      std::fprintf(stderr, "gfx942 emulation: v_perm_b32 selectors above 7 are not emulated\n");
+      std::abort();
+    }
+    result |= uint32_t((bytes >> (8 * select)) & 0xFF) << (8 * i);
+  }
+  return result;
+}
+
 inline float exp2f(float x) { return std::exp2(x); }  // v_exp_f32
 inline float logf(float x) { return std::log2(x); }   // v_log_f32 is log2
 inline float rcpf(float x) { return 1.f / x; }
