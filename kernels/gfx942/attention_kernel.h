@@ -64,33 +64,40 @@ __device__ __forceinline__ int value_word(int v, int quad) {
 
 // A lane's share of one key tile, loaded a tile ahead: elements [first, first + 4) of the keys 4g..4g+3.
 struct KeyShare {
-  u32x2 data[4];   // 4 fp8 bytes (word 0) in the nope part; 4 bf16 in the rope part
-  float scale[4];  // the elements' scale in the nope part
-  uint32_t valid;  // bit i: key 4g + i exists and its index is valid; invalid keys stay zeros
+  u32x2 data[4];           // nope: the 8 fp8 bytes holding the 4 (word first % 8 / 4); rope: the 4 bf16
+  uint32_t scale_bits[4];  // the elements' scale in the nope part, as loaded (Keys::scale_value decodes)
+  uint32_t valid;          // bit i: key 4g + i exists and its index is valid; invalid keys stay zeros
 };
 
-// The lane's elements [first_element, + 4) lie in the nope part when `nope` (wave-uniform), else in the rope part.
-// Lane r of each 4-lane quad locates key 4 quad + r, and the quad shares the addresses (DPP): each key is located
-// once per lane instead of four times.
+// Lane r of each 4-lane quad locates key 4 quad + r of a tile and shares the addresses with its quad (DPP):
+// each key is located once per lane instead of four times. Step 1, a tile ahead of step 2: the key's index
+// (negative: no key).
 template <class Keys>
-__device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int end, int quad,
-                                                   int first_element, bool nope, int lane) {
+__device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_position, int end, int quad, int lane) {
   const int position = first_position + 4 * quad + lane % 4;
-  const KeyLocation mine = position < end ? keys.tile(first_position).locate(position) : KeyLocation{};
+  return position < end ? keys.tile(first_position).fetch(position) : -1;
+}
+
+// Step 2: the lane's elements [first_element, + 4) of the quad's keys, in the nope part when `nope` (wave-uniform),
+// else in the rope part. Every lane issues the same loads, without branches, so nothing waits for them here: 8
+// aligned bytes of the key (a nope lane's 4 bytes and their neighbours, inside the nope row) and a scale (a rope
+// lane's is not used); a skipped key reads `stand_in` (any 8 readable bytes) instead, and the store zeros it.
+template <class Keys>
+__device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int32_t index,
+                                                   int first_element, bool nope, const uint8_t* stand_in) {
+  const KeyLocation mine = index >= 0 ? keys.tile(first_position).resolve(index) : KeyLocation{};
   const uint8_t* const my_part = nope ? mine.nope : mine.rope;  // null for a skipped key
+  const int offset = nope ? first_element & ~7 : 2 * (first_element - kNopeDim);
+  const int scale_tile = nope ? first_element / kScaleTileDim : 0;
   KeyShare share = {};
-  auto take = [&](auto source) {  // key `source` of the quad; every lane shares before any lane branches
+  auto take = [&](auto source) {  // key `source` of the quad
     constexpr int i = decltype(source)::value;
     const uint8_t* const part = quad_broadcast<i>(my_part);
-    const uint8_t* const scales = nope ? quad_broadcast<i>(mine.scales) : nullptr;
-    if (part == nullptr) return;
-    share.valid |= 1u << i;
-    if (nope) {
-      share.data[i] = u32x2{load_unaligned<uint32_t>(part + first_element), 0};
-      share.scale[i] = keys.tile_scale(KeyLocation{part, nullptr, scales}, first_element / kScaleTileDim);
-    } else {
-      share.data[i] = load_unaligned<u32x2>(part + 2 * (first_element - kNopeDim));
-    }
+    const uint8_t* const scales = quad_broadcast<i>(mine.scales);
+    const bool valid = part != nullptr;
+    share.valid |= uint32_t(valid) << i;
+    share.data[i] = load_unaligned<u32x2>(valid ? part + offset : stand_in);
+    share.scale_bits[i] = keys.load_scale_bits(valid ? scales : stand_in, valid ? scale_tile : 0);
   };
   take(std::integral_constant<int, 0>());
   take(std::integral_constant<int, 1>());
@@ -108,17 +115,16 @@ __device__ __forceinline__ u32x2 value_column(const u32x2 (&rows)[4], int j) {
 }
 
 template <class Keys>
-__device__ __forceinline__ void store_key_share(SharedTiles& lds, const KeyShare& share, int quad, int first_element,
-                                                bool nope) {
+__device__ __forceinline__ void store_key_share(const Keys& keys, SharedTiles& lds, const KeyShare& share, int quad,
+                                                int first_element, bool nope) {
   const int chunk = first_element / kChunkElements, half = first_element % kChunkElements / kShareElements;
   u32x2 rows[4];
-  if (nope) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-      rows[i] = dequant_fp8x4_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(share.data[i][0], share.scale[i]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) rows[i] = share.data[i];
+  for (int i = 0; i < 4; ++i) {
+    const u32x2 row = nope ? dequant_fp8x4_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(
+                                 share.data[i][half], keys.scale_value(share.scale_bits[i]))
+                           : share.data[i];
+    rows[i] = (share.valid >> i) & 1u ? row : u32x2{0, 0};  // a skipped key read stand-in bytes
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i)
@@ -147,9 +153,12 @@ __global__ void __launch_bounds__(kThreads)
   const Keys keys(params, row);
   const PositionRange range = split_positions(keys.num_positions(), split, workspace.num_splits, kKeysPerTile);
   const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
-  auto load_tile_share = [&](int tile) {
-    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, share_element, share_in_nope,
-                          lane);
+  auto fetch_tile = [&](int tile) {
+    return fetch_key_index(keys, range.begin + tile * kKeysPerTile, range.end, lane_group, lane);
+  };
+  auto load_tile = [&](int tile, int32_t index) {
+    return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_element, share_in_nope,
+                          reinterpret_cast<const uint8_t*>(shape.q));
   };
 
   // Q^T as B operands: this lane's head, dims of chunk c in the same order as the K reads below. Heads past
@@ -169,12 +178,14 @@ __global__ void __launch_bounds__(kThreads)
   float row_sum = 0.f;        // this lane's keys only, until the epilogue
   const float scale_log2 = shape.sm_scale * kLog2e;
 
-  // Tile t is in LDS while the global loads of tile t + 1 are in flight: issued right after tile t was stored
-  // (during tile t - 1), they have a PV and a QK to arrive.
-  KeyShare next = num_tiles > 0 ? load_tile_share(0) : KeyShare{};
-  store_key_share<Keys>(tiles[0], next, lane_group, share_element, share_in_nope);  // zeros when there is no tile
-  uint32_t valid = next.valid;                                                      // of the tile in LDS
-  if (num_tiles > 1) next = load_tile_share(1);
+  // Tile t is in LDS while the key loads of tile t + 1 and the index loads of tile t + 2 are in flight: issued
+  // during tile t - 1, they have a PV and a QK to arrive.
+  KeyShare next = load_tile(0, fetch_tile(0));  // zeros when there is no tile
+  int32_t next_index = fetch_tile(1);           // of the tile after `next`
+  store_key_share(keys, tiles[0], next, lane_group, share_element, share_in_nope);
+  uint32_t valid = next.valid;  // of the tile in LDS
+  next = load_tile(1, next_index);
+  next_index = fetch_tile(2);
   workgroup_barrier();
   // Tile `tile` from tiles[kBuffer], the next one stored into the other buffer. kBuffer is a constant (a loop trip
   // runs two tiles), so the buffers' LDS addresses fold into the instructions' offsets.
@@ -194,9 +205,12 @@ __global__ void __launch_bounds__(kThreads)
     partials[wave * kWaveSize + lane] = s;
     const uint32_t tile_valid = valid;
     if (tile + 1 < num_tiles) {
-      store_key_share<Keys>(tiles[1 - kBuffer], next, lane_group, share_element, share_in_nope);
+      store_key_share(keys, tiles[1 - kBuffer], next, lane_group, share_element, share_in_nope);
       valid = next.valid;
-      if (tile + 2 < num_tiles) next = load_tile_share(tile + 2);
+      if (tile + 2 < num_tiles) {
+        next = load_tile(tile + 2, next_index);
+        next_index = fetch_tile(tile + 3);
+      }
     }
     workgroup_barrier();
 

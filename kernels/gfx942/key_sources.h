@@ -1,7 +1,10 @@
 // Where a workgroup's keys come from. A key source maps a query row's key positions to the global bytes of each
-// key and reads its per-tile scales: SparseKeySource reads the paged MODEL1 cache through top-k indices (main
-// cache, then extra cache) with e8m0 scales; CsrKeySource reads a CSR range of decode's separate nope / rope /
-// fp32-scale tensors. kFormat is the fp8 format of the nope bytes.
+// key in two steps, so that the index load of a later tile overlaps the current one: tile(first).fetch(position)
+// reads the position's token index (a global load; a negative result means "no key"), resolve turns it into
+// byte addresses. SparseKeySource reads the paged MODEL1 cache through top-k indices (main cache, then extra
+// cache) with e8m0 scales; CsrKeySource reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
+// A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in flight before).
+// kFormat is the fp8 format of the nope bytes.
 #pragma once
 
 #include <cstdint>
@@ -46,10 +49,13 @@ struct SparseKeySource {
     int row;
     int first_position;  // of the list's entry 0
     int length;          // of the list
-    __device__ KeyLocation locate(int position) const {
+
+    __device__ int32_t fetch(int position) const {
       const int entry = position - first_position;
-      if (entry >= length) return {nullptr, nullptr, nullptr};
-      const int32_t index = source.indices[int64_t(row) * source.topk + entry];
+      return entry < length ? source.indices[int64_t(row) * source.topk + entry] : -1;
+    }
+
+    __device__ KeyLocation resolve(int32_t index) const {
       if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
       const TokenBytes token = locate_token(source.cache, index);
       return {token.nope, token.rope, token.scales};
@@ -62,9 +68,10 @@ struct SparseKeySource {
             main ? lists.main_length : lists.total - lists.main_length};
   }
 
-  __device__ float tile_scale(const KeyLocation& key, int tile) const {
-    return e8m0_to_float(load_unaligned<uint8_t>(key.scales + tile));
+  __device__ uint32_t load_scale_bits(const uint8_t* scales, int tile) const {
+    return load_unaligned<uint8_t>(scales + tile);
   }
+  __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
 };
 
 template <Fp8Format kFormatValue>
@@ -81,7 +88,9 @@ struct CsrKeySource {
 
   __device__ int num_positions() const { return int(range.end - range.begin); }
 
-  __device__ KeyLocation locate(int position) const {
+  __device__ int32_t fetch(int position) const { return position; }  // no load: the range is the token list
+
+  __device__ KeyLocation resolve(int32_t position) const {
     const int64_t token = range.begin + position;
     return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
             reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
@@ -89,9 +98,10 @@ struct CsrKeySource {
 
   __device__ const CsrKeySource& tile(int) const { return *this; }
 
-  __device__ float tile_scale(const KeyLocation& key, int tile) const {
-    return load_unaligned<float>(key.scales + 4 * tile);
+  __device__ uint32_t load_scale_bits(const uint8_t* scales, int tile) const {
+    return load_unaligned<uint32_t>(scales + 4 * tile);
   }
+  __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 };
 
 }  // namespace flash_mla::gfx942
