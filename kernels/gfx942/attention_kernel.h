@@ -81,23 +81,22 @@ __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_p
 // Step 2: the lane's elements [first_element, + 4) of the quad's keys, in the nope part when `nope` (wave-uniform),
 // else in the rope part. Every lane issues the same loads, without branches, so nothing waits for them here: 8
 // aligned bytes of the key (a nope lane's 4 bytes and their neighbours, inside the nope row) and a scale (a rope
-// lane's is not used); a skipped key reads `stand_in` (any 8 readable bytes) instead, and the store zeros it.
+// lane's is not used). A skipped key reads `stand_in` (any 1 KiB of readable memory) instead; the store zeros it.
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int32_t index,
-                                                   int first_element, bool nope, const uint8_t* stand_in) {
+                                                   int first_element, bool nope, const uint8_t* stand_in, int lane) {
   const KeyLocation mine = index >= 0 ? keys.tile(first_position).resolve(index) : KeyLocation{};
-  const uint8_t* const my_part = nope ? mine.nope : mine.rope;  // null for a skipped key
+  const bool mine_valid = mine.nope != nullptr;
+  const uint8_t* const my_part = mine_valid ? (nope ? mine.nope : mine.rope) : stand_in;
+  const uint8_t* const my_scales = mine_valid ? mine.scales : stand_in;
   const int offset = nope ? first_element & ~7 : 2 * (first_element - kNopeDim);
-  const int scale_tile = nope ? first_element / kScaleTileDim : 0;
+  const int scale_offset = nope ? first_element / kScaleTileDim * Keys::kScaleBytes : 0;
   KeyShare share = {};
-  auto take = [&](auto source) {  // key `source` of the quad
+  share.valid = uint32_t(wave_ballot(mine_valid) >> (lane & ~3)) & 0xFu;  // the quad's 4 keys
+  auto take = [&](auto source) {                                          // key `source` of the quad
     constexpr int i = decltype(source)::value;
-    const uint8_t* const part = quad_broadcast<i>(my_part);
-    const uint8_t* const scales = quad_broadcast<i>(mine.scales);
-    const bool valid = part != nullptr;
-    share.valid |= uint32_t(valid) << i;
-    share.data[i] = load_unaligned<u32x2>(valid ? part + offset : stand_in);
-    share.scale_bits[i] = keys.load_scale_bits(valid ? scales : stand_in, valid ? scale_tile : 0);
+    share.data[i] = load_unaligned<u32x2>(quad_broadcast<i>(my_part) + offset);
+    share.scale_bits[i] = keys.load_scale_bits(quad_broadcast<i>(my_scales) + scale_offset);
   };
   take(std::integral_constant<int, 0>());
   take(std::integral_constant<int, 1>());
@@ -158,7 +157,7 @@ __global__ void __launch_bounds__(kThreads)
   };
   auto load_tile = [&](int tile, int32_t index) {
     return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_element, share_in_nope,
-                          reinterpret_cast<const uint8_t*>(shape.q));
+                          reinterpret_cast<const uint8_t*>(shape.q), lane);
   };
 
   // Q^T as B operands: this lane's head, dims of chunk c in the same order as the K reads below. Heads past

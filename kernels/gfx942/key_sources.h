@@ -68,9 +68,8 @@ struct SparseKeySource {
             main ? lists.main_length : lists.total - lists.main_length};
   }
 
-  __device__ uint32_t load_scale_bits(const uint8_t* scales, int tile) const {
-    return load_unaligned<uint8_t>(scales + tile);
-  }
+  static constexpr int kScaleBytes = 1;  // e8m0
+  __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
 };
 
@@ -98,9 +97,8 @@ struct CsrKeySource {
 
   __device__ const CsrKeySource& tile(int) const { return *this; }
 
-  __device__ uint32_t load_scale_bits(const uint8_t* scales, int tile) const {
-    return load_unaligned<uint32_t>(scales + 4 * tile);
-  }
+  static constexpr int kScaleBytes = 4;  // fp32
+  __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 };
 

@@ -71,8 +71,11 @@ __device__ __forceinline__ const uint8_t* quad_broadcast(const uint8_t* pointer)
   return reinterpret_cast<const uint8_t*>(uintptr_t(lo | hi << 32));
 }
 
+// Bit l: the predicate on lane l (inactive lanes give 0); the same mask on every lane.
+__device__ __forceinline__ uint64_t wave_ballot(bool predicate) { return FMLA_AMDGCN(ballot_w64)(predicate); }
+
 // Whether the predicate holds on any active lane of the wave (the same answer on every lane).
-__device__ __forceinline__ bool wave_any(bool predicate) { return FMLA_AMDGCN(ballot_w64)(predicate) != 0; }
+__device__ __forceinline__ bool wave_any(bool predicate) { return wave_ballot(predicate) != 0; }
 
 __device__ __forceinline__ float fast_exp2(float x) { return FMLA_AMDGCN(exp2f)(x); }  // v_exp_f32: exp2(-inf) = 0
 __device__ __forceinline__ float fast_log2(float x) { return FMLA_AMDGCN(logf)(x); }   // v_log_f32: log2
