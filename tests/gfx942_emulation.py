@@ -18,7 +18,9 @@ KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def sources():
     ops = [os.path.join(KERNELS, "ops", name) for name in ("sparse_attn_decode.cpp", "decode.cpp", "poison.cpp")]
-    emulation = [os.path.join(KERNELS, "gfx942", "emulation", name) for name in ("registration.cpp", "emulated_kernels.cpp")]
+    emulation = [
+        os.path.join(KERNELS, "gfx942", "emulation", name) for name in ("registration.cpp", "emulated_kernels.cpp")
+    ]
     return ops + emulation
 
 
