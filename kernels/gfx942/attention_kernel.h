@@ -85,7 +85,7 @@ __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_p
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int32_t index,
                                                    int first_element, bool nope, const uint8_t* stand_in, int lane) {
-  const KeyLocation mine = index >= 0 ? keys.tile(first_position).resolve(index) : KeyLocation{};
+  const TokenBytes mine = index >= 0 ? keys.tile(first_position).resolve(index) : TokenBytes{nullptr, nullptr, nullptr};
   const bool mine_valid = mine.nope != nullptr;
   const uint8_t* const my_part = mine_valid ? (nope ? mine.nope : mine.rope) : stand_in;
   const uint8_t* const my_scales = mine_valid ? mine.scales : stand_in;

@@ -16,13 +16,6 @@
 
 namespace flash_mla::gfx942 {
 
-// The global bytes of one key; nope == nullptr marks a key that is skipped (invalid index).
-struct KeyLocation {
-  const uint8_t* nope;
-  const uint8_t* rope;
-  const uint8_t* scales;
-};
-
 // A sparse row's keys: the main cache's top-k list, then the extra cache's, each cut to its clamped length. The
 // main list's positions are rounded up to whole key tiles (the rest are skipped like invalid indices), so that
 // no tile mixes the lists: a tile's cache parameters are then wave-uniform (scalar registers).
@@ -55,10 +48,10 @@ struct SparseKeySource {
       return entry < length ? source.indices[int64_t(row) * source.topk + entry] : -1;
     }
 
-    __device__ KeyLocation resolve(int32_t index) const {
+    // The key's bytes; nope == nullptr for an invalid index.
+    __device__ TokenBytes resolve(int32_t index) const {
       if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
-      const TokenBytes token = locate_token(source.cache, index);
-      return {token.nope, token.rope, token.scales};
+      return locate_token(source.cache, index);
     }
   };
 
@@ -89,7 +82,7 @@ struct CsrKeySource {
 
   __device__ int32_t fetch(int position) const { return position; }  // no load: the range is the token list
 
-  __device__ KeyLocation resolve(int32_t position) const {
+  __device__ TokenBytes resolve(int32_t position) const {
     const int64_t token = range.begin + position;
     return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
             reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
