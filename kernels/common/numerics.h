@@ -48,11 +48,11 @@ FMLA_HOST_DEVICE uint16_t float_to_bf16_bits(float value) {
   return uint16_t(bits >> 16);
 }
 
-// e8m0: 2^(byte - 127); 0xFF is NaN. Byte 0 is the fp32 subnormal 2^-127.
+// e8m0: 2^(byte - 127); 0xFF is NaN. Byte 0 is the fp32 subnormal 2^-127. Both specials are byte << 23 with bit
+// 22 set (0x00400000, 0x7FC00000), so the decode is branch-free.
 FMLA_HOST_DEVICE float e8m0_to_float(uint8_t byte) {
-  if (byte == 0xFF) return float_from_bits(0x7FC00000u);
-  if (byte == 0) return float_from_bits(0x00400000u);
-  return float_from_bits(uint32_t(byte) << 23);
+  const uint32_t special = uint8_t(byte + 1) < 2 ? 0x00400000u : 0u;  // byte 0 or 0xFF
+  return float_from_bits((uint32_t(byte) << 23) | special);
 }
 
 // Exact value of one fp8 byte. NaN encodings give NaN.
