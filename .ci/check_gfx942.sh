@@ -2,6 +2,7 @@
 # gfx942 without an AMD GPU (BRIEF §6, check 1): compile every kernels/gfx942 source device-only with Debian's
 # clang-19 and the HIP headers of libamdhip64-dev, then print the ISA report and fail on scratch, spills, calls, a
 # missing bf16 MFMA in an attention kernel's hot loop, or a register/LDS budget overrun (.ci/gfx942_isa_report.py).
+# The host half (the launch code) is compiled too, against the same headers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,6 +11,8 @@ out=$(mktemp -d)
 for source in kernels/gfx942/*.hip; do
   "$clang" -x hip --offload-arch=gfx942 --cuda-device-only -nogpulib -O3 -std=c++17 -Werror \
     -S -o "$out/$(basename "$source" .hip).s" "$source"
+  "$clang" -x hip --offload-arch=gfx942 --cuda-host-only -nogpulib -O3 -std=c++17 -Werror -D__HIP_PLATFORM_AMD__ \
+    -c -o "$out/$(basename "$source" .hip).host.o" "$source"
 done
 echo "gfx942 ISA ($("$clang" --version | head -n 1), -O3 --offload-arch=gfx942 --cuda-device-only -nogpulib)"
 python3 .ci/gfx942_isa_report.py "$out"/*.s
