@@ -2,7 +2,8 @@
 
 On first use this builds a test-only extension from the binding layer (kernels/ops) and the gfx942 kernel sources,
 compiled for the host CPU, which registers ``torch.ops.flash_mla_gfx942_emulated``: the flash_mla ops, same
-schemas, running the gfx942 kernels on CPU tensors. It is never part of the wheel.
+schemas, running the gfx942 kernels on CPU tensors, and two ops that run single wave-wide primitives
+(kernels/gfx942/emulation/primitive_checks.cpp). It is never part of the wheel.
 """
 
 import os
@@ -19,7 +20,8 @@ KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def sources():
     ops = [os.path.join(KERNELS, "ops", name) for name in ("sparse_attn_decode.cpp", "decode.cpp", "poison.cpp")]
     emulation = [
-        os.path.join(KERNELS, "gfx942", "emulation", name) for name in ("registration.cpp", "emulated_kernels.cpp")
+        os.path.join(KERNELS, "gfx942", "emulation", name)
+        for name in ("registration.cpp", "emulated_kernels.cpp", "primitive_checks.cpp")
     ]
     return ops + emulation
 

@@ -1,0 +1,70 @@
+// Test-only ops that run single gfx942 primitives (primitives.h) under emulation on one wave, so that the tests can
+// hold the emulated wave-wide instructions to the CDNA3 ISA's definitions directly, apart from any kernel (a kernel
+// and an emulation that were wrong the same way would still agree with each other).
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "../primitives.h"
+
+namespace flash_mla::gfx942 {
+namespace {
+
+// Per lane: 4 bf16 of A, 4 bf16 of B and 4 fp32 of C in, the 4 fp32 of D = A B + C out.
+__global__ void mfma_lanes_kernel(const int16_t* a, const int16_t* b, const float* c, float* d) {
+  const int lane = lane_index();
+  bf16x4 a_lane, b_lane;
+  floatx4 c_lane;
+  for (int e = 0; e < 4; ++e) {
+    a_lane[e] = a[4 * lane + e];
+    b_lane[e] = b[4 * lane + e];
+    c_lane[e] = c[4 * lane + e];
+  }
+  const floatx4 d_lane = mfma_16x16x16_bf16(a_lane, b_lane, c_lane);
+  for (int e = 0; e < 4; ++e) d[4 * lane + e] = d_lane[e];
+}
+
+// Per lane: shuffle_xor by 16 and by 32, quad_broadcast of lane 2 of the quad.
+__global__ void shuffles_kernel(const int32_t* values, int32_t* out) {
+  const int lane = lane_index();
+  const float value = __builtin_bit_cast(float, values[lane]);
+  out[lane] = __builtin_bit_cast(int32_t, shuffle_xor(value, 16));
+  out[kWaveSize + lane] = __builtin_bit_cast(int32_t, shuffle_xor(value, 32));
+  out[2 * kWaveSize + lane] = int32_t(quad_broadcast<2>(uint32_t(values[lane])));
+}
+
+void check_lanes(const at::Tensor& t, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK(t.scalar_type() == dtype && t.is_contiguous() && t.dim() == 2 && t.size(0) == kWaveSize && t.size(1) == 4,
+              name, " must be a contiguous [64, 4] ", c10::toString(dtype), " tensor");
+}
+
+at::Tensor mfma_lanes(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
+  check_lanes(a, "a", at::kShort);
+  check_lanes(b, "b", at::kShort);
+  check_lanes(c, "c", at::kFloat);
+  at::Tensor d = at::empty_like(c);
+  hipLaunchKernelGGL(mfma_lanes_kernel, dim3(1), dim3(kWaveSize), 0, nullptr, a.data_ptr<int16_t>(),
+                     b.data_ptr<int16_t>(), c.data_ptr<float>(), d.data_ptr<float>());
+  return d;
+}
+
+at::Tensor shuffles(const at::Tensor& values) {
+  TORCH_CHECK(values.scalar_type() == at::kInt && values.is_contiguous() && values.numel() == kWaveSize,
+              "values must be 64 contiguous int32");
+  at::Tensor out = at::empty({3, kWaveSize}, values.options());
+  hipLaunchKernelGGL(shuffles_kernel, dim3(1), dim3(kWaveSize), 0, nullptr, values.data_ptr<int32_t>(),
+                     out.data_ptr<int32_t>());
+  return out;
+}
+
+}  // namespace
+}  // namespace flash_mla::gfx942
+
+TORCH_LIBRARY_FRAGMENT(flash_mla_gfx942_emulated, m) {
+  m.def("mfma_16x16x16_bf16_lanes(Tensor a, Tensor b, Tensor c) -> Tensor");
+  m.def("lane_shuffles(Tensor values) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, CPU, m) {
+  m.impl("mfma_16x16x16_bf16_lanes", &flash_mla::gfx942::mfma_lanes);
+  m.impl("lane_shuffles", &flash_mla::gfx942::shuffles);
+}

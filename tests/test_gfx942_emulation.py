@@ -1,0 +1,48 @@
+"""The gfx942 emulation itself, held to the CDNA3 ISA apart from any kernel: the lane layouts of
+v_mfma_f32_16x16x16_bf16 (BRIEF §6, as AMD's matrix instruction calculator prints them for CDNA3) and the
+cross-lane moves the kernels use. A kernel and an emulation wrong in the same way would pass the op tests."""
+
+import os
+
+import pytest
+import torch
+
+if os.environ.get("FLASH_MLA_TEST_GFX942", "1") == "0":
+    pytest.skip("FLASH_MLA_TEST_GFX942=0", allow_module_level=True)
+
+from gfx942_emulation import emulated_ops  # noqa: E402
+
+
+def test_mfma_16x16x16_bf16_lane_layouts():
+    """A[i][k] in lane i + 16 (k / 4), element k % 4; B[k][j] in lane j + 16 (k / 4), element k % 4; C and D[i][j] in
+    lane j + 16 (i / 4), element i % 4."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 16, generator=gen).bfloat16()
+    b = torch.randn(16, 16, generator=gen).bfloat16()
+    c = torch.randn(16, 16, generator=gen)
+    a_lanes = torch.zeros(64, 4, dtype=torch.int16)
+    b_lanes = torch.zeros(64, 4, dtype=torch.int16)
+    c_lanes = torch.zeros(64, 4)
+    for k in range(16):
+        for n in range(16):  # n is i for A, j for B
+            a_lanes[n + 16 * (k // 4), k % 4] = a[n, k].view(torch.int16)
+            b_lanes[n + 16 * (k // 4), k % 4] = b[k, n].view(torch.int16)
+    for i in range(16):
+        for j in range(16):
+            c_lanes[j + 16 * (i // 4), i % 4] = c[i, j]
+    d_lanes = emulated_ops().mfma_16x16x16_bf16_lanes(a_lanes, b_lanes, c_lanes)
+    d = torch.empty(16, 16)
+    for i in range(16):
+        for j in range(16):
+            d[i, j] = d_lanes[j + 16 * (i // 4), i % 4]
+    expected = a.double() @ b.double() + c.double()
+    torch.testing.assert_close(d.double(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_cross_lane_moves():
+    values = torch.arange(64, dtype=torch.int32) * 7 + 3
+    out = emulated_ops().lane_shuffles(values)
+    lanes = torch.arange(64)
+    assert torch.equal(out[0], values[lanes ^ 16])  # ds_bpermute from lane ^ 16
+    assert torch.equal(out[1], values[lanes ^ 32])
+    assert torch.equal(out[2], values[lanes // 4 * 4 + 2])  # DPP quad_perm [2, 2, 2, 2]
