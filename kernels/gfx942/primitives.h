@@ -79,30 +79,12 @@ __device__ __forceinline__ bool wave_any(bool predicate) { return wave_ballot(pr
 
 __device__ __forceinline__ float fast_exp2(float x) { return FMLA_AMDGCN(exp2f)(x); }  // v_exp_f32: exp2(-inf) = 0
 __device__ __forceinline__ float fast_log2(float x) { return FMLA_AMDGCN(logf)(x); }   // v_log_f32: log2
-__device__ __forceinline__ float fast_reciprocal(float x) { return FMLA_AMDGCN(rcpf)(x); }
 
 // D = A * B + C on a 16x16x16 block (v_mfma_f32_16x16x16_bf16). CDNA3 lane layouts, lane l = 16 * g + r:
 // A[i][k]: lane i + 16 * (k / 4), element k % 4;  B[k][j]: lane j + 16 * (k / 4), element k % 4;
 // C, D[i][j]: lane j + 16 * (i / 4), element i % 4.
 __device__ __forceinline__ floatx4 mfma_16x16x16_bf16(bf16x4 a, bf16x4 b, floatx4 c) {
   return FMLA_AMDGCN(mfma_f32_16x16x16bf16_1k)(a, b, c, 0, 0, 0);
-}
-
-// acc *= factor for an MFMA accumulator. On gfx942 the accumulators live in AGPRs; multiplying there (read,
-// multiply, write back per register) keeps them there, where a plain multiply makes the compiler move every
-// accumulator through VGPRs on the paths that skip it too.
-__device__ __forceinline__ void scale_accumulator(floatx4& acc, float factor) {
-#if defined(FLASH_MLA_GFX942_EMULATION)
-  acc *= factor;
-#else
-  for (int i = 0; i < 4; ++i) {
-    float value = acc[i], scratch;
-    asm volatile("v_accvgpr_read_b32 %1, %0\n\tv_mul_f32 %1, %1, %2\n\tv_accvgpr_write_b32 %0, %1"
-                 : "+a"(value), "=&v"(scratch)
-                 : "v"(factor));
-    acc[i] = value;
-  }
-#endif
 }
 
 // Global memory of any alignment. gfx942 loads and stores unaligned dwords; naming the global address space (and

@@ -244,7 +244,6 @@ inline uint32_t perm(uint32_t high, uint32_t low, uint32_t selector) {
 
 inline float exp2f(float x) { return std::exp2(x); }  // v_exp_f32
 inline float logf(float x) { return std::log2(x); }   // v_log_f32 is log2
-inline float rcpf(float x) { return 1.f / x; }
 
 inline float bf16_to_float(short bits) {
   const uint32_t word = uint32_t(uint16_t(bits)) << 16;
