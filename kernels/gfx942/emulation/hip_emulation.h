@@ -4,9 +4,9 @@
 // A launch runs its workgroups one after another. Each work-item is a fiber (ucontext); fibers run round-robin,
 // each until it reaches a workgroup barrier or a wave-wide operation. Lane l of wave w is work-item 64 w + l.
 // LDS is `__shared__` = a function-local static, one copy, which is what one workgroup at a time needs.
-// Wave-wide operations (ds_bpermute, ballot, MFMA) gather all 64 lanes' operands before any lane reads a result;
-// the MFMA computes D = A B + C with the CDNA3 v_mfma_f32_16x16x16_bf16 lane layouts. v_cvt_pk_f32_fp8 decodes
-// e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier the others wait on (a divergent
+// Wave-wide operations (ds_bpermute, DPP quad_perm, readfirstlane, ballot, MFMA) gather all 64 lanes' operands
+// before any lane reads a result; the MFMA computes D = A B + C with the CDNA3 v_mfma_f32_16x16x16_bf16 lane
+// layouts. v_cvt_pk_f32_fp8 decodes e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier the others wait on (a divergent
 // barrier or wave operation, a hang on hardware) make the launch throw; an unemulated builtin mode aborts.
 #pragma once
 
@@ -67,6 +67,7 @@ class Workgroup {
     for (int t = 0; t < size_; ++t) {
       Fiber& fiber = fibers_[t];
       fiber.done = false;
+      fiber.wave_ops = 0;
       getcontext(&fiber.context);
       fiber.context.uc_stack.ss_sp = fiber.stack.get();
       fiber.context.uc_stack.ss_size = kStackBytes;
