@@ -6,8 +6,9 @@
 // LDS is `__shared__` = a function-local static, one copy, which is what one workgroup at a time needs.
 // Wave-wide operations (ds_bpermute, DPP quad_perm, readfirstlane, ballot, MFMA) gather all 64 lanes' operands
 // before any lane reads a result; the MFMA computes D = A B + C with the CDNA3 v_mfma_f32_16x16x16_bf16 lane
-// layouts. v_cvt_pk_f32_fp8 decodes e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier the others wait on (a divergent
-// barrier or wave operation, a hang on hardware) make the launch throw; an unemulated builtin mode aborts.
+// layouts. v_cvt_pk_f32_fp8 decodes e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier
+// the others wait on (a divergent barrier or wave operation, a hang on hardware) make the launch throw; an
+// unemulated builtin mode aborts.
 #pragma once
 
 #include <ucontext.h>
