@@ -30,8 +30,12 @@ struct SparseRowPositions {
   // The token index stored at a position (a global load; may be invalid).
   FMLA_HOST_DEVICE int32_t index(const SparseDecodeParams& p, int position) const {
     const bool main = position < main_length;
-    const SparseKVSource& s = main ? p.sources[0] : p.sources[1];
-    return s.indices[int64_t(row) * s.topk + (main ? position : position - main_length)];
+    return listed_index(main ? p.sources[0] : p.sources[1], row, main ? position : position - main_length);
+  }
+
+  // Entry `entry` of query row `row`'s top-k list of one source.
+  FMLA_HOST_DEVICE static int32_t listed_index(const SparseKVSource& source, int row, int entry) {
+    return source.indices[int64_t(row) * source.topk + entry];
   }
 };
 

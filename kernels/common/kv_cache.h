@@ -75,6 +75,12 @@ FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int32_t toke
           block_base + int64_t(cache.block_size.divisor) * kTokenDataBytes + offset * kTokenScaleBytes};
 }
 
+// The token's bytes, or all null for an invalid index (whose memory must not be touched).
+FMLA_HOST_DEVICE TokenBytes locate_valid_token(const PagedKVCache& cache, int32_t token) {
+  if (!is_valid_token(token, cache.num_tokens)) return {nullptr, nullptr, nullptr};
+  return locate_token(cache, token);
+}
+
 // Number of entries of a top-k list that count: topk_length clamped to [0, topk]; no length means all.
 FMLA_HOST_DEVICE int clamp_topk_length(const int32_t* topk_length, int batch_index, int topk) {
   if (topk_length == nullptr) return topk;

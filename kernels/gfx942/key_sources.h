@@ -45,14 +45,11 @@ struct SparseKeySource {
 
     __device__ int32_t fetch(int position) const {
       const int entry = position - first_position;
-      return entry < length ? source.indices[int64_t(row) * source.topk + entry] : -1;
+      return entry < length ? SparseRowPositions::listed_index(source, row, entry) : -1;
     }
 
     // The key's bytes; nope == nullptr for an invalid index.
-    __device__ TokenBytes resolve(int32_t index) const {
-      if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
-      return locate_token(source.cache, index);
-    }
+    __device__ TokenBytes resolve(int32_t index) const { return locate_valid_token(source.cache, index); }
   };
 
   __device__ TileKeys tile(int first) const {

@@ -44,9 +44,7 @@ struct SparseKeys {
   __device__ int32_t fetch(int position) const { return positions.index(p, position); }
 
   __device__ KeyBytes resolve(int position, int32_t index) const {
-    const SparseKVSource& source = positions.source(p, position);
-    if (!is_valid_token(index, source.cache.num_tokens)) return {nullptr, nullptr, nullptr};
-    const TokenBytes token = locate_token(source.cache, index);
+    const TokenBytes token = locate_valid_token(positions.source(p, position).cache, index);
     return {token.nope, token.rope, token.scales};
   }
 
