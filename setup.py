@@ -7,6 +7,7 @@ FLASH_MLA_GPU=0 to build the CPU kernels alone under any torch.
 
 import glob
 import os
+import re
 
 import torch
 from setuptools import find_packages, setup
@@ -23,13 +24,39 @@ def sources(folder, *patterns):
     return sorted(found)
 
 
+# The gfx942 kernels read fp8 through v_cvt_pk_f32_fp8, which decodes e4m3fnuz on these targets only (gfx950 and
+# later decode OCP e4m3fn with the same instruction, which the kernels' arithmetic does not expect).
+ROCM_ARCHS = ("gfx940", "gfx941", "gfx942")
+
+
+def rocm_offload_archs(value):
+    """--offload-arch flags for FLASH_MLA_ROCM_ARCH ("gfx942", or several separated by ; or , with optional target
+    features such as gfx942:sramecc+:xnack-); exits with the reason when one is not a target the kernels are for."""
+    archs = [a.strip() for a in re.split(r"[;,]", value) if a.strip()]
+    if not archs:
+        raise SystemExit("flash_mla_rocm: FLASH_MLA_ROCM_ARCH is empty; leave it unset for gfx942")
+    for arch in archs:
+        target = re.fullmatch(r"(gfx[0-9a-f]+)(?::(?:sramecc|xnack)[+-])*", arch)
+        if target is None:
+            raise SystemExit(f"flash_mla_rocm: FLASH_MLA_ROCM_ARCH={value!r}: {arch!r} is not a target such as gfx942 "
+                             "or gfx942:sramecc+:xnack-")
+        if target.group(1) not in ROCM_ARCHS:
+            raise SystemExit(
+                f"flash_mla_rocm: FLASH_MLA_ROCM_ARCH={value!r}: the gfx942 kernels read fp8 with v_cvt_pk_f32_fp8, "
+                f"which decodes e4m3fnuz on {', '.join(ROCM_ARCHS)} only (gfx950 and later decode OCP e4m3fn); "
+                f"{target.group(1)} is not one of them. Build for one of those, or set FLASH_MLA_GPU=0 for the CPU "
+                "kernels alone."
+            )
+    return [f"--offload-arch={arch}" for arch in archs]
+
+
 def gpu_backend():
     """The GPU backend this torch can build, with its sources and compiler flags, or None."""
     if os.environ.get("FLASH_MLA_GPU", "1") == "0":
         return None
     if torch.version.hip:
-        arch = os.environ.get("FLASH_MLA_ROCM_ARCH", "gfx942")
-        return "gfx942", sources("gfx942", "*.hip", "*.cpp"), [f"--offload-arch={arch}", "-O3", "-std=c++17"]
+        archs = rocm_offload_archs(os.environ.get("FLASH_MLA_ROCM_ARCH", "gfx942"))
+        return "gfx942", sources("gfx942", "*.hip", "*.cpp"), archs + ["-O3", "-std=c++17"]
     if torch.version.cuda:
         flags = ["-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "--use_fast_math", "-lineinfo"]
         return "sm90", sources("sm90", "*.cu"), flags

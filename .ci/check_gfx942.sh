@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# gfx942 without an AMD GPU (BRIEF §6, check 1): compile every kernels/gfx942 source device-only with Debian's
-# clang-19 and the HIP headers of libamdhip64-dev, then print the ISA report and fail on scratch, spills, calls, a
-# missing bf16 MFMA in an attention kernel's hot loop, or a register/LDS budget overrun (.ci/gfx942_isa_report.py).
-# The host half (the launch code) is compiled too, against the same headers.
+# gfx942 without an AMD GPU: compile every kernels/gfx942 source device-only with Debian's clang-19 and the HIP
+# headers of libamdhip64-dev, then print the ISA report and fail on scratch, spills, calls, a missing bf16 MFMA in an
+# attention kernel's hot loop, or a register/LDS budget overrun (.ci/gfx942_isa_report.py). The host half (the
+# launch code) is compiled too, against the same headers, and a target whose fp8 converter reads another format
+# than e4m3fnuz must be refused by the sources themselves.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,5 +15,10 @@ for source in kernels/gfx942/*.hip; do
   "$clang" -x hip --offload-arch=gfx942 --cuda-host-only -nogpulib -O3 -std=c++17 -Werror -D__HIP_PLATFORM_AMD__ \
     -c -o "$out/$(basename "$source" .hip).host.o" "$source"
 done
+refusal=$("$clang" -x hip --offload-arch=gfx90a --cuda-device-only -nogpulib -std=c++17 -fsyntax-only \
+  kernels/gfx942/decode.hip 2>&1 || true)
+if ! grep -q "build for one of those" <<<"$refusal"; then
+  echo "check_gfx942: kernels/gfx942 did not refuse --offload-arch=gfx90a:"; echo "$refusal" | head -n 20; exit 1
+fi
 echo "gfx942 ISA ($("$clang" --version | head -n 1), -O3 --offload-arch=gfx942 --cuda-device-only -nogpulib)"
 python3 .ci/gfx942_isa_report.py "$out"/*.s

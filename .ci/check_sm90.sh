@@ -13,7 +13,8 @@ for source in kernels/sm90/*.cu; do
   nvcc "${flags[@]}" -ptx "$source" -o "$work/$name.ptx"
   entries=$(grep -c "Compiling entry function" "$work/$name.ptxas" || true)
   clean=$(grep -c "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" "$work/$name.ptxas" || true)
-  registers=$(grep -o "Used [0-9]* registers" "$work/$name.ptxas" | awk '{print $2}' | sort -n | tail -1)
+  registers=$( (grep -o "Used [0-9]* registers" "$work/$name.ptxas" || echo "Used - registers") | awk '{print $2}' |
+    sort -n | tail -1)
   wgmma=$(grep -c "wgmma.mma_async" "$work/$name.ptx" || true)
   printf '%-20s %d kernels, %d without spills or stack, max %s registers, %d wgmma.mma_async in PTX\n' \
     "$name" "$entries" "$clean" "$registers" "$wgmma"

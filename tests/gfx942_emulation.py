@@ -1,9 +1,14 @@
-"""The gfx942 kernels under emulation (kernels/gfx942/emulation/hip_emulation.h), for the op tests.
+"""The gfx942 kernels under emulation (kernels/gfx942/emulation/include/hip/hip_runtime.h), for the op tests.
 
 On first use this builds a test-only extension from the binding layer (kernels/ops) and the gfx942 kernel sources,
 compiled for the host CPU, which registers ``torch.ops.flash_mla_gfx942_emulated``: the flash_mla ops, same
-schemas, running the gfx942 kernels on CPU tensors, and two ops that run single wave-wide primitives
-(kernels/gfx942/emulation/primitive_checks.cpp). It is never part of the wheel.
+schemas, running the gfx942 kernels on CPU tensors, and ops that run single primitives (wave-wide moves, the MFMA,
+the dequantization; kernels/gfx942/emulation/primitive_checks.cpp). It is never part of the wheel.
+
+The kernel sources are the production ones, unchanged: the emulation's include folder comes first on the include
+path, so their ``#include <hip/hip_runtime.h>`` finds the emulated HIP. Every C++ name of this build lives in the
+namespace ``flash_mla_gfx942_emulated`` instead of ``flash_mla`` (a macro renames it), so no symbol of it is also a
+symbol of the wheel's ``_C`` with another body.
 """
 
 import os
@@ -17,11 +22,14 @@ NAMESPACE = "flash_mla_gfx942_emulated"
 KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
 
 
+EMULATION = os.path.join(KERNELS, "gfx942", "emulation")
+
+
 def sources():
     ops = [os.path.join(KERNELS, "ops", name) for name in ("sparse_attn_decode.cpp", "decode.cpp", "poison.cpp")]
     emulation = [
-        os.path.join(KERNELS, "gfx942", "emulation", name)
-        for name in ("registration.cpp", "emulated_kernels.cpp", "primitive_checks.cpp")
+        os.path.join(EMULATION, name)
+        for name in ("registration.cpp", "backends.cpp", "emulated_kernels.cpp", "primitive_checks.cpp")
     ]
     return ops + emulation
 
@@ -36,7 +44,8 @@ def emulated_ops():
         cpp_extension.load(
             name=NAMESPACE,
             sources=sources(),
-            extra_cflags=["-O2", "-DFLASH_MLA_GFX942_EMULATION"],
+            extra_cflags=["-O2", f"-Dflash_mla={NAMESPACE}"],
+            extra_include_paths=[os.path.join(EMULATION, "include")],
             is_python_module=False,
         )
         fake.register_fake_kernels(NAMESPACE)

@@ -14,6 +14,8 @@
 // per tile.
 #pragma once
 
+#include <hip/hip_runtime.h>
+
 #include <cmath>
 #include <cstdint>
 #include <type_traits>

@@ -1,3 +1,6 @@
+// The combine kernel: merges the split-KV partials of the attention kernel into the final output and lse.
+#include <hip/hip_runtime.h>
+
 #include "../common/kv_cache.h"
 #include "combine.h"
 #include "primitives.h"

@@ -1,4 +1,6 @@
 // decode on gfx942: the attention kernel over CSR token ranges of separate nope / rope / fp32-scale tensors.
+#include <hip/hip_runtime.h>
+
 #include "gfx942_kernels.h"
 #include "launch.h"
 

@@ -1,20 +1,27 @@
 // fp8 -> bf16 dequantization of 4 values (a lane's share of a key row) with gfx942's converter.
 //
-// v_cvt_pk_f32_fp8 reads e4m3fnuz. The same bits in e4m3fn are worth twice as much (BRIEF §3.3), except 0x80,
-// which is -0 in e4m3fn and NaN in e4m3fnuz: an e4m3fn chunk first has its 0x80 bytes cleared to +0, then gets
-// the factor 2 in its scale. fp8 NaN encodings of e4m3fn become finite values (the CPU backend keeps them NaN).
+// v_cvt_pk_f32_fp8 reads e4m3fnuz on gfx940, gfx941 and gfx942 (gfx950 reads OCP e4m3fn instead, so these kernels
+// are built for those three only). The same bits in e4m3fn are worth twice as much as in e4m3fnuz (bias 7 against
+// 8), except 0x80, which is -0 in e4m3fn and NaN in e4m3fnuz: an e4m3fn chunk first has its 0x80 bytes cleared to
+// +0, then gets the factor 2. So e4m3fn -0 reads as +0, and the e4m3fn NaN encodings (0x7F, 0xFF) as finite values
+// (the CPU backend keeps them NaN); every other byte of either format reads as its exact value.
 #pragma once
 
 #include "../common/numerics.h"
 #include "primitives.h"
 
+#if defined(__HIP_DEVICE_COMPILE__) && !defined(__gfx940__) && !defined(__gfx941__) && !defined(__gfx942__)
+#error "kernels/gfx942 reads fp8 as gfx940/gfx941/gfx942 decode it (e4m3fnuz): build for one of those"
+#endif
+
 namespace flash_mla::gfx942 {
 
-// 0x80 bytes -> 0x00, the other bytes unchanged (SWAR zero-byte test on bytes ^ 0x80).
+// 0x80 bytes -> 0x00, every other byte unchanged. Byte-wise without carries between bytes: a byte's 7 magnitude
+// bits plus 0x7F reach bit 7 exactly when they are not all zero (at most 0xFE), and only then is the sign kept.
 __device__ __forceinline__ uint32_t clear_negative_zeros(uint32_t bytes) {
-  const uint32_t flipped = bytes ^ 0x80808080u;
-  const uint32_t zero_bytes = (flipped - 0x01010101u) & ~flipped & 0x80808080u;
-  return bytes & ~zero_bytes;
+  const uint32_t magnitudes = bytes & 0x7F7F7F7Fu;
+  const uint32_t nonzero = (magnitudes + 0x7F7F7F7Fu) & 0x80808080u;
+  return magnitudes | (bytes & nonzero);
 }
 
 // 4 fp8 values times scale -> 4 bf16 patterns (2 words, element 2i in the low half of word i). With
@@ -25,8 +32,8 @@ __device__ __forceinline__ u32x2 dequant_fp8x4_to_bf16(uint32_t bytes, float sca
   if constexpr (kFn) bytes = clear_negative_zeros(bytes);
   // v_cvt_pk_f32_fp8 converts the low (false) or high (true) two bytes; the selector is an immediate. Pairs
   // of fp32 so that the doubling and the scaling are packed instructions (v_pk_add/mul_f32).
-  floatx2 low = as_floatx2(FMLA_AMDGCN(cvt_pk_f32_fp8)(int(bytes), false));
-  floatx2 high = as_floatx2(FMLA_AMDGCN(cvt_pk_f32_fp8)(int(bytes), true));
+  floatx2 low = as_floatx2(__builtin_amdgcn_cvt_pk_f32_fp8(int(bytes), false));
+  floatx2 high = as_floatx2(__builtin_amdgcn_cvt_pk_f32_fp8(int(bytes), true));
   if constexpr (kFn) {  // doubling first keeps the product exact where doubling the scale would overflow
     low += low;
     high += high;

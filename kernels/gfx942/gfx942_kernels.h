@@ -1,14 +1,10 @@
 // The gfx942 (MI300X) backend. Torch-free: the binding layer hands in params, a split workspace and a stream.
 #pragma once
 
+#include <hip/hip_runtime.h>
+
 #include "../common/params.h"
 #include "../common/split_kv.h"
-
-#if defined(FLASH_MLA_GFX942_EMULATION)
-#include "emulation/hip_emulation.h"
-#else
-#include <hip/hip_runtime_api.h>
-#endif
 
 namespace flash_mla::gfx942 {
 

@@ -1,6 +1,8 @@
 // Launching the attention kernel (and the combine pass when it splits) for one key source.
 #pragma once
 
+#include <hip/hip_runtime.h>
+
 #include <stdexcept>
 #include <string>
 

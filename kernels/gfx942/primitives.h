@@ -1,20 +1,15 @@
 // The gfx942 (CDNA3) operations the kernels are written in: wave64 lane queries, workgroup barriers, cross-lane
 // exchange, fast transcendental functions and the bf16 MFMA, each a one-line wrapper of its AMDGPU builtin.
-// Builtins, not HIP's device library: a device-only build (-nogpulib) then has no external calls, and the
-// emulation build (emulation/hip_emulation.h) supplies the same builtins for the host CPU.
+// Builtins, not HIP's device library: a device-only build (-nogpulib) then has no external calls, and the test-only
+// emulation (emulation/include/hip/hip_runtime.h, first on its include path) defines the same builtins for the host
+// CPU.
 #pragma once
+
+#include <hip/hip_runtime.h>
 
 #include <cstdint>
 
 #include "../common/host_device.h"
-
-#if defined(FLASH_MLA_GFX942_EMULATION)
-#include "emulation/hip_emulation.h"
-#define FMLA_AMDGCN(name) ::gfx942_emulation::name
-#else
-#include <hip/hip_runtime.h>
-#define FMLA_AMDGCN(name) __builtin_amdgcn_##name
-#endif
 
 namespace flash_mla::gfx942 {
 
@@ -37,31 +32,33 @@ __device__ __forceinline__ floatx2 as_floatx2(const Pair& pair) {
 __device__ __forceinline__ bf16x4 low_bf16x4(u32x4 w) { return __builtin_bit_cast(bf16x4, u32x2{w[0], w[1]}); }
 __device__ __forceinline__ bf16x4 high_bf16x4(u32x4 w) { return __builtin_bit_cast(bf16x4, u32x2{w[2], w[3]}); }
 
-__device__ __forceinline__ int thread_index() { return FMLA_AMDGCN(workitem_id_x)(); }
-__device__ __forceinline__ int lane_index() { return FMLA_AMDGCN(mbcnt_hi)(~0u, FMLA_AMDGCN(mbcnt_lo)(~0u, 0u)); }
-__device__ __forceinline__ int workgroup_index_x() { return FMLA_AMDGCN(workgroup_id_x)(); }
-__device__ __forceinline__ int workgroup_index_y() { return FMLA_AMDGCN(workgroup_id_y)(); }
-__device__ __forceinline__ int workgroup_index_z() { return FMLA_AMDGCN(workgroup_id_z)(); }
+__device__ __forceinline__ int thread_index() { return __builtin_amdgcn_workitem_id_x(); }
+__device__ __forceinline__ int lane_index() {
+  return __builtin_amdgcn_mbcnt_hi(~0u, __builtin_amdgcn_mbcnt_lo(~0u, 0u));
+}
+__device__ __forceinline__ int workgroup_index_x() { return __builtin_amdgcn_workgroup_id_x(); }
+__device__ __forceinline__ int workgroup_index_y() { return __builtin_amdgcn_workgroup_id_y(); }
+__device__ __forceinline__ int workgroup_index_z() { return __builtin_amdgcn_workgroup_id_z(); }
 // The wave's index in the workgroup, as a wave-uniform (scalar) value: branches on it need no lane masks.
-__device__ __forceinline__ int wave_index() { return FMLA_AMDGCN(readfirstlane)(thread_index() / kWaveSize); }
+__device__ __forceinline__ int wave_index() { return __builtin_amdgcn_readfirstlane(thread_index() / kWaveSize); }
 
 // Every wave of the workgroup has arrived, and its LDS writes are visible.
 __device__ __forceinline__ void workgroup_barrier() {
-  FMLA_AMDGCN(fence)(__ATOMIC_RELEASE, "workgroup");
-  FMLA_AMDGCN(s_barrier)();
-  FMLA_AMDGCN(fence)(__ATOMIC_ACQUIRE, "workgroup");
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "workgroup");
+  __builtin_amdgcn_s_barrier();
+  __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "workgroup");
 }
 
 // The value of lane (this lane ^ mask).
 __device__ __forceinline__ float shuffle_xor(float value, int mask) {
   const int source = (lane_index() ^ mask) * 4;  // ds_bpermute addresses lanes in bytes
-  return __builtin_bit_cast(float, FMLA_AMDGCN(ds_bpermute)(source, __builtin_bit_cast(int, value)));
+  return __builtin_bit_cast(float, __builtin_amdgcn_ds_bpermute(source, __builtin_bit_cast(int, value)));
 }
 
 // Within each group of 4 lanes, the value of the group's lane kSource (DPP quad_perm [s, s, s, s]: a VALU move).
 template <int kSource>
 __device__ __forceinline__ uint32_t quad_broadcast(uint32_t value) {
-  return uint32_t(FMLA_AMDGCN(mov_dpp)(int(value), kSource * 0x55, 0xF, 0xF, false));
+  return uint32_t(__builtin_amdgcn_mov_dpp(int(value), kSource * 0x55, 0xF, 0xF, false));
 }
 
 template <int kSource>
@@ -72,58 +69,57 @@ __device__ __forceinline__ const uint8_t* quad_broadcast(const uint8_t* pointer)
 }
 
 // Bit l: the predicate on lane l (inactive lanes give 0); the same mask on every lane.
-__device__ __forceinline__ uint64_t wave_ballot(bool predicate) { return FMLA_AMDGCN(ballot_w64)(predicate); }
+__device__ __forceinline__ uint64_t wave_ballot(bool predicate) { return __builtin_amdgcn_ballot_w64(predicate); }
 
 // Whether the predicate holds on any active lane of the wave (the same answer on every lane).
 __device__ __forceinline__ bool wave_any(bool predicate) { return wave_ballot(predicate) != 0; }
 
-__device__ __forceinline__ float fast_exp2(float x) { return FMLA_AMDGCN(exp2f)(x); }  // v_exp_f32: exp2(-inf) = 0
-__device__ __forceinline__ float fast_log2(float x) { return FMLA_AMDGCN(logf)(x); }   // v_log_f32: log2
+__device__ __forceinline__ float fast_exp2(float x) { return __builtin_amdgcn_exp2f(x); }  // v_exp_f32: exp2(-inf) = 0
+__device__ __forceinline__ float fast_log2(float x) { return __builtin_amdgcn_logf(x); }   // v_log_f32: log2
 
 // D = A * B + C on a 16x16x16 block (v_mfma_f32_16x16x16_bf16). CDNA3 lane layouts, lane l = 16 * g + r:
 // A[i][k]: lane i + 16 * (k / 4), element k % 4;  B[k][j]: lane j + 16 * (k / 4), element k % 4;
 // C, D[i][j]: lane j + 16 * (i / 4), element i % 4.
 __device__ __forceinline__ floatx4 mfma_16x16x16_bf16(bf16x4 a, bf16x4 b, floatx4 c) {
-  return FMLA_AMDGCN(mfma_f32_16x16x16bf16_1k)(a, b, c, 0, 0, 0);
+  return __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, 0, 0, 0);
 }
 
 // Global memory of any alignment. gfx942 loads and stores unaligned dwords; naming the global address space (and
-// alignment 1) keeps the access one wide instruction instead of bytes.
-#if defined(FLASH_MLA_GFX942_EMULATION)
+// alignment 1) keeps the access one wide instruction instead of bytes. A host compile (HIP's host pass, the
+// emulation) has no address spaces and copies bytes.
 template <class T>
 __device__ __forceinline__ T load_unaligned(const void* address) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  typedef T __attribute__((aligned(1))) Unaligned;
+  return *reinterpret_cast<const __attribute__((address_space(1))) Unaligned*>(reinterpret_cast<uintptr_t>(address));
+#else
   T value;
   __builtin_memcpy(&value, address, sizeof(T));
   return value;
+#endif
 }
+
 template <class T>
 __device__ __forceinline__ void store_unaligned(void* address, T value) {
-  __builtin_memcpy(address, &value, sizeof(T));
-}
-#else
-template <class T>
-__device__ __forceinline__ T load_unaligned(const void* address) {
-  typedef T __attribute__((aligned(1))) Unaligned;
-  return *reinterpret_cast<const __attribute__((address_space(1))) Unaligned*>(reinterpret_cast<uintptr_t>(address));
-}
-template <class T>
-__device__ __forceinline__ void store_unaligned(void* address, T value) {
+#if defined(__HIP_DEVICE_COMPILE__)
   typedef T __attribute__((aligned(1))) Unaligned;
   *reinterpret_cast<__attribute__((address_space(1))) Unaligned*>(reinterpret_cast<uintptr_t>(address)) = value;
-}
+#else
+  __builtin_memcpy(address, &value, sizeof(T));
 #endif
+}
 
 // Marks the branch it sits in as rarely taken, so that the ISA report (.ci/gfx942_isa_report.py) counts a key tile
-// without it.
-#if defined(FLASH_MLA_GFX942_EMULATION)
-__device__ __forceinline__ void isa_rare_path() {}
-#else
-__device__ __forceinline__ void isa_rare_path() { asm volatile("; flash_mla isa: rare path"); }
+// without it. The mark is an AMDGPU assembly comment: device code only.
+__device__ __forceinline__ void isa_rare_path() {
+#if defined(__HIP_DEVICE_COMPILE__)
+  asm volatile("; flash_mla isa: rare path");
 #endif
+}
 
 // v_perm_b32: byte i of the result is byte selector[i] of {high, low} (0-3: low's bytes, 4-7: high's).
 __device__ __forceinline__ uint32_t select_bytes(uint32_t high, uint32_t low, uint32_t selector) {
-  return FMLA_AMDGCN(perm)(high, low, selector);
+  return __builtin_amdgcn_perm(high, low, selector);
 }
 
 // The low 16 bits of a and of b, as (a, b) in one word; the same for the high 16 bits.

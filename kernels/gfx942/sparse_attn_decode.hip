@@ -1,4 +1,6 @@
 // sparse_attn_decode on gfx942: the attention kernel over the paged MODEL1 cache (both layouts, both fp8 formats).
+#include <hip/hip_runtime.h>
+
 #include "gfx942_kernels.h"
 #include "launch.h"
 

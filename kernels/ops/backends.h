@@ -1,56 +1,33 @@
-// Routes a call to the backend of its device. The GPU backend (sm90 under a CUDA torch, gfx942 under a ROCm
-// torch) is compiled in only when setup.py built it, and then registered for the CUDA dispatch key. The test-only
-// emulation build (FLASH_MLA_GFX942_EMULATION, tests/gfx942_emulation.py) runs the gfx942 kernels on CPU tensors.
+// Runs a call on the backend of its device: the backend plans the split count from shapes and the device, this
+// layer allocates the split workspace and hands over the device's current stream. Device-generic torch interfaces
+// only (c10 streams), so the same file builds under a CUDA and a ROCm torch without hipify rewriting it.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
-#include "../common/params.h"
-#include "../common/split_kv.h"
-
-#if defined(FLASH_MLA_GFX942_EMULATION)
-#include "../gfx942/gfx942_kernels.h"
-namespace flash_mla {
-namespace gpu = gfx942;
-}
-#else
-#include "../cpu/cpu_kernels.h"
-#if defined(FLASH_MLA_WITH_GPU)
-#include <ATen/cuda/CUDAContext.h>
-#if defined(FLASH_MLA_WITH_SM90)
-#include "../sm90/sm90_kernels.h"
-namespace flash_mla {
-namespace gpu = sm90;
-}
-#elif defined(FLASH_MLA_WITH_GFX942)
-#include "../gfx942/gfx942_kernels.h"
-namespace flash_mla {
-namespace gpu = gfx942;
-}
-#endif
-#endif
-#endif
+#include "../common/backend.h"
 
 namespace flash_mla::ops {
 
-#if defined(FLASH_MLA_GFX942_EMULATION)
-inline int gpu_compute_units() { return 304; }  // plan splits as on an MI300X
-inline hipStream_t gpu_stream() { return nullptr; }
-#elif defined(FLASH_MLA_WITH_GPU)
-inline int gpu_compute_units() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
-inline auto gpu_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
-#endif
+// The backend that runs tensors on `device` (kernels/ops/backends.cpp; the test-only emulation build defines its
+// own). Throws when the build has none.
+const Backend& backend_for(const at::Device& device);
 
-#if defined(FLASH_MLA_WITH_GPU) || defined(FLASH_MLA_GFX942_EMULATION)
-// Split-KV buffers for rows x heads outputs over up to max_keys keys a row. Sized from shapes alone, so a call
-// is the same set of allocations and launches whatever the tensors hold (CUDA/HIP-graph capturable).
-struct GpuWorkspace {
+// The native handle of the device's current stream (what the GPU runtime calls a stream); null on the CPU.
+inline void* current_stream(const at::Device& device) {
+  if (device.is_cpu()) return nullptr;
+  return c10::impl::getDeviceGuardImpl(device.type())->getStream(device).native_handle();
+}
+
+// Split-KV buffers for rows x heads outputs, sized from the backend's plan. Shapes only, so a call is the same set
+// of allocations and launches whatever the tensors hold (CUDA/HIP-graph capturable).
+struct SplitWorkspace {
   SplitKVWorkspace splits;
   at::Tensor out_accum, lse_accum;  // owners
 
-  GpuWorkspace(int64_t rows, int64_t heads, int64_t max_keys, const at::Device& device) {
-    splits.num_splits =
-        choose_num_splits(rows * gpu::num_head_groups(heads), max_keys, gpu_compute_units(), gpu::kKeysPerTile);
+  SplitWorkspace(const Backend& backend, int64_t rows, int64_t heads, int64_t max_keys, const at::Device& device) {
+    splits.num_splits = backend.num_splits(rows, int(heads), max_keys, device.has_index() ? device.index() : 0);
     if (splits.num_splits > 1) {
       const auto options = at::TensorOptions().device(device).dtype(at::kFloat);
       out_accum = at::empty({splits.num_splits, rows, heads, kHeadDim}, options);
@@ -60,34 +37,21 @@ struct GpuWorkspace {
     }
   }
 };
-#endif
 
 inline void run_sparse_attn_decode(const SparseDecodeParams& params, const at::Device& device) {
-#if !defined(FLASH_MLA_GFX942_EMULATION)
-  if (device.is_cpu()) return cpu::sparse_attn_decode(params);
-#endif
-#if defined(FLASH_MLA_WITH_GPU) || defined(FLASH_MLA_GFX942_EMULATION)
+  const Backend& backend = backend_for(device);
   int64_t max_keys = 0;
   for (int s = 0; s < params.num_sources; ++s) max_keys += params.sources[s].topk;
-  const GpuWorkspace workspace(int64_t(params.batch) * params.seq_q, params.num_heads, max_keys, device);
-  gpu::sparse_attn_decode(params, workspace.splits, gpu_stream());
-#else
-  TORCH_CHECK(false, "flash_mla.sparse_attn_decode: this build has no kernels for ", device);
-#endif
+  const SplitWorkspace workspace(backend, int64_t(params.batch) * params.seq_q, params.num_heads, max_keys, device);
+  backend.sparse_attn_decode(params, workspace.splits, current_stream(device));
 }
 
 inline void run_decode(const DecodeParams& params, const at::Device& device) {
-#if !defined(FLASH_MLA_GFX942_EMULATION)
-  if (device.is_cpu()) return cpu::decode(params);
-#endif
-#if defined(FLASH_MLA_WITH_GPU) || defined(FLASH_MLA_GFX942_EMULATION)
+  const Backend& backend = backend_for(device);
   // Ranges are device data: plan for the average row, T / B tokens.
   const int64_t mean_keys = params.batch > 0 ? (params.num_tokens + params.batch - 1) / params.batch : 0;
-  const GpuWorkspace workspace(params.batch, params.num_heads, mean_keys, device);
-  gpu::decode(params, workspace.splits, gpu_stream());
-#else
-  TORCH_CHECK(false, "flash_mla.decode: this build has no kernels for ", device);
-#endif
+  const SplitWorkspace workspace(backend, params.batch, params.num_heads, mean_keys, device);
+  backend.decode(params, workspace.splits, current_stream(device));
 }
 
 }  // namespace flash_mla::ops

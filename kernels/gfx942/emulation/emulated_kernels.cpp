@@ -1,5 +1,6 @@
-// The gfx942 kernel sources as one host C++ translation unit for the emulation build (hip_emulation.h stands in
-// for HIP and the AMDGPU builtins; FLASH_MLA_GFX942_EMULATION selects it).
+// The gfx942 backend's sources as one host C++ translation unit for the emulation build, whose include path puts
+// include/hip/hip_runtime.h (HIP and the AMDGPU builtins for the host CPU) before any real HIP header.
+#include "../backend.hip"
 #include "../combine.hip"
 #include "../decode.hip"
 #include "../sparse_attn_decode.hip"

@@ -1,9 +1,11 @@
-// Test-only ops that run single gfx942 primitives (primitives.h) under emulation on one wave, so that the tests can
-// hold the emulated wave-wide instructions to the CDNA3 ISA's definitions directly, apart from any kernel (a kernel
-// and an emulation that were wrong the same way would still agree with each other).
+// Test-only ops that run single gfx942 primitives under emulation on one wave, so that the tests can hold the
+// emulated wave-wide instructions to the CDNA3 ISA's definitions directly, apart from any kernel (a kernel and an
+// emulation that were wrong the same way would still agree with each other), and the dequantization to torch's own
+// fp8 conversion, bit for bit.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "../dequant.h"
 #include "../primitives.h"
 
 namespace flash_mla::gfx942 {
@@ -32,6 +34,13 @@ __global__ void shuffles_kernel(const int32_t* values, int32_t* out) {
   out[2 * kWaveSize + lane] = int32_t(quad_broadcast<2>(uint32_t(values[lane])));
 }
 
+// Word i: 4 fp8 bytes times scales[i] -> 4 bf16 patterns (dequant_fp8x4_to_bf16); the lanes stride over the words.
+template <Fp8Format kFormat, bool kPowerOfTwoScale>
+__global__ void dequant_kernel(const int32_t* words, const float* scales, int64_t count, u32x2* out) {
+  for (int64_t i = lane_index(); i < count; i += kWaveSize)
+    out[i] = dequant_fp8x4_to_bf16<kFormat, kPowerOfTwoScale>(uint32_t(words[i]), scales[i]);
+}
+
 void check_lanes(const at::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.scalar_type() == dtype && t.is_contiguous() && t.dim() == 2 && t.size(0) == kWaveSize && t.size(1) == 4,
               name, " must be a contiguous [64, 4] ", c10::toString(dtype), " tensor");
@@ -56,15 +65,39 @@ at::Tensor shuffles(const at::Tensor& values) {
   return out;
 }
 
+// words [n] int32, scales [n] float32 -> [n, 4] int16: the bf16 bit patterns of the 4 values, byte j of word i in
+// column j.
+at::Tensor dequant_fp8x4(const at::Tensor& words, const at::Tensor& scales, bool e4m3fn, bool power_of_two_scale) {
+  TORCH_CHECK(words.scalar_type() == at::kInt && words.is_contiguous() && words.dim() == 1,
+              "words must be a contiguous [n] int32 tensor");
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && scales.sizes() == words.sizes(),
+              "scales must be a contiguous float32 tensor of words' shape");
+  at::Tensor out = at::empty({words.size(0), 4}, words.options().dtype(at::kShort));
+  auto launch = [&](auto kernel) {
+    hipLaunchKernelGGL(kernel, dim3(1), dim3(kWaveSize), 0, nullptr, words.data_ptr<int32_t>(),
+                       scales.data_ptr<float>(), words.size(0), reinterpret_cast<u32x2*>(out.data_ptr()));
+  };
+  if (e4m3fn) {
+    power_of_two_scale ? launch(dequant_kernel<Fp8Format::kE4M3FN, true>)
+                       : launch(dequant_kernel<Fp8Format::kE4M3FN, false>);
+  } else {
+    power_of_two_scale ? launch(dequant_kernel<Fp8Format::kE4M3FNUZ, true>)
+                       : launch(dequant_kernel<Fp8Format::kE4M3FNUZ, false>);
+  }
+  return out;
+}
+
 }  // namespace
 }  // namespace flash_mla::gfx942
 
 TORCH_LIBRARY_FRAGMENT(flash_mla_gfx942_emulated, m) {
   m.def("mfma_16x16x16_bf16_lanes(Tensor a, Tensor b, Tensor c) -> Tensor");
   m.def("lane_shuffles(Tensor values) -> Tensor");
+  m.def("dequant_fp8x4(Tensor words, Tensor scales, bool e4m3fn, bool power_of_two_scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, CPU, m) {
   m.impl("mfma_16x16x16_bf16_lanes", &flash_mla::gfx942::mfma_lanes);
   m.impl("lane_shuffles", &flash_mla::gfx942::shuffles);
+  m.impl("dequant_fp8x4", &flash_mla::gfx942::dequant_fp8x4);
 }

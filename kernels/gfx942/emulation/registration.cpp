@@ -1,5 +1,5 @@
 // The test-only emulation extension: the flash_mla schemas as torch.ops.flash_mla_gfx942_emulated, implemented by
-// the same binding layer (kernels/ops) with the gfx942 kernels run under emulation (hip_emulation.h) on CPU
+// the same binding layer (kernels/ops) with the gfx942 kernels run under emulation (include/hip/hip_runtime.h) on CPU
 // tensors. Built by tests/gfx942_emulation.py; never part of the wheel.
 #include <torch/library.h>
 

@@ -1,5 +1,7 @@
-// Test infrastructure, never part of the wheel: what HIP and the AMDGPU builtins give the gfx942 kernels, for the
-// host CPU, so the same kernel sources run on small problems where no AMD GPU exists (BRIEF §6).
+// Test infrastructure, never part of the wheel: HIP and the AMDGPU builtins the gfx942 kernels use, for the host CPU,
+// so the same kernel sources run on small problems where no AMD GPU exists. The emulation build (tests/
+// gfx942_emulation.py) puts this folder first on its include path: the kernels' own #include <hip/hip_runtime.h>
+// finds this file, and their __builtin_amdgcn_* calls find the functions below.
 //
 // A launch runs its workgroups one after another. Each work-item is a fiber (ucontext); fibers run round-robin,
 // each until it reaches a workgroup barrier or a wave-wide operation. Lane l of wave w is work-item 64 w + l.
@@ -8,7 +10,8 @@
 // before any lane reads a result; the MFMA computes D = A B + C with the CDNA3 v_mfma_f32_16x16x16_bf16 lane
 // layouts. v_cvt_pk_f32_fp8 decodes e4m3fnuz as gfx942 does (0x80 is NaN). Lanes that stop arriving at a barrier
 // the others wait on (a divergent barrier or wave operation, a hang on hardware) make the launch throw; an
-// unemulated builtin mode aborts.
+// unemulated builtin mode aborts. hipDeviceGetAttribute answers as an MI300X would (304 CUs), so splits are planned
+// as on one.
 #pragma once
 
 #include <ucontext.h>
@@ -38,6 +41,11 @@ typedef struct EmulatedStream* hipStream_t;
 enum hipError_t { hipSuccess = 0 };
 inline hipError_t hipGetLastError() { return hipSuccess; }
 inline const char* hipGetErrorString(hipError_t) { return "no error"; }
+enum hipDeviceAttribute_t { hipDeviceAttributeMultiprocessorCount };
+inline hipError_t hipDeviceGetAttribute(int* value, hipDeviceAttribute_t, int) {
+  *value = 304;  // an MI300X's CUs
+  return hipSuccess;
+}
 
 namespace gfx942_emulation {
 
@@ -164,128 +172,11 @@ inline void launch(dim3 grid, dim3 block, std::function<void()> body) {
       for (unsigned x = 0; x < grid.x; ++x) group.run(dim3(x, y, z));
 }
 
-// ---- The AMDGPU builtins the kernels use (primitives.h names them without the __builtin_amdgcn_ prefix). ----
-
-inline int workitem_id_x() { return Workgroup::current().thread(); }
-inline int workgroup_id_x() { return int(Workgroup::current().index().x); }
-inline int workgroup_id_y() { return int(Workgroup::current().index().y); }
-inline int workgroup_id_z() { return int(Workgroup::current().index().z); }
-
-// v_readfirstlane_b32: the value of the wave's first active lane (all lanes are active at its uses).
-inline int readfirstlane(int value) {
-  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
-  int first;
-  std::memcpy(&first, slots, sizeof(first));
-  return first;
-}
-
-// v_mov_b32 with DPP, quad_perm controls only (0x00..0xFF; full row and bank masks): lane 4 q + i takes lane
-// 4 q + ((control >> 2 i) & 3).
-inline int mov_dpp(int value, int control, int row_mask, int bank_mask, bool) {
-  if (control > 0xFF || row_mask != 0xF || bank_mask != 0xF) {
-    std::fprintf(stderr, "gfx942 emulation: only full-mask DPP quad_perm is emulated\n");
-    std::abort();
-  }
-  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
-  const int lane = Workgroup::current().lane();
-  const int source = lane / 4 * 4 + ((control >> (2 * (lane % 4))) & 3);
-  int result;
-  std::memcpy(&result, slots + source * Workgroup::kSlotBytes, sizeof(result));
-  return result;
-}
-
-// v_mbcnt_lo/hi: acc + the number of set mask bits below this lane in the low / high 32 lanes.
-inline uint32_t mbcnt_lo(uint32_t mask, uint32_t acc) {
-  const int lane = Workgroup::current().lane();
-  const uint32_t below = lane >= 32 ? ~0u : (1u << lane) - 1u;
-  return acc + uint32_t(__builtin_popcount(mask & below));
-}
-inline uint32_t mbcnt_hi(uint32_t mask, uint32_t acc) {
-  const int lane = Workgroup::current().lane();
-  const uint32_t below = lane < 32 ? 0u : (lane == 63 ? 0x7FFFFFFFu : (1u << (lane - 32)) - 1u);
-  return acc + uint32_t(__builtin_popcount(mask & below));
-}
-
-inline void fence(int, const char*) {}  // one workgroup runs at a time: LDS is always coherent
-inline void s_barrier() { Workgroup::current().workgroup_barrier(); }
-
-// ds_bpermute_b32: the value of lane (byte_address / 4) % 64.
-inline int ds_bpermute(int byte_address, int value) {
-  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
-  int result;
-  std::memcpy(&result, slots + ((unsigned(byte_address) / 4) % kWaveSize) * Workgroup::kSlotBytes, sizeof(result));
-  return result;
-}
-
-inline uint64_t ballot_w64(bool predicate) {
-  const int value = predicate;
-  const unsigned char* slots = Workgroup::current().wave_exchange(&value, sizeof(value));
-  uint64_t mask = 0;
-  for (int lane = 0; lane < kWaveSize; ++lane) {
-    int bit;
-    std::memcpy(&bit, slots + lane * Workgroup::kSlotBytes, sizeof(bit));
-    mask |= uint64_t(bit != 0) << lane;
-  }
-  return mask;
-}
-
-// v_perm_b32 with byte selectors 0-7: byte i of the result is byte selector[i] of {high, low}.
-inline uint32_t perm(uint32_t high, uint32_t low, uint32_t selector) {
-  const uint64_t bytes = uint64_t(high) << 32 | low;
-  uint32_t result = 0;
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t select = (selector >> (8 * i)) & 0xFF;
-    if (select > 7) {
-      std::fprintf(stderr, "gfx942 emulation: v_perm_b32 selectors above 7 are not emulated\n");
-      std::abort();
-    }
-    result |= uint32_t((bytes >> (8 * select)) & 0xFF) << (8 * i);
-  }
-  return result;
-}
-
-inline float exp2f(float x) { return std::exp2(x); }  // v_exp_f32
-inline float logf(float x) { return std::log2(x); }   // v_log_f32 is log2
-
 inline float bf16_to_float(short bits) {
   const uint32_t word = uint32_t(uint16_t(bits)) << 16;
   float value;
   std::memcpy(&value, &word, sizeof(value));
   return value;
-}
-
-// v_mfma_f32_16x16x16_bf16 (cbsz, abid, blgp = 0): A[i][k] in lane i + 16 (k / 4) element k % 4, B[k][j] in lane
-// j + 16 (k / 4) element k % 4, C and D[i][j] in lane j + 16 (i / 4) element i % 4. Products are exact in fp32;
-// the sum is taken in double and rounded once.
-inline floatx4 mfma_f32_16x16x16bf16_1k(bf16x4 a, bf16x4 b, floatx4 c, int cbsz, int abid, int blgp) {
-  if (cbsz != 0 || abid != 0 || blgp != 0) {
-    std::fprintf(stderr, "gfx942 emulation: MFMA broadcast modes are not emulated\n");
-    std::abort();
-  }
-  struct Operands {
-    bf16x4 a, b;
-  } mine = {a, b};
-  static_assert(sizeof(Operands) == Workgroup::kSlotBytes, "one slot per lane");
-  const unsigned char* slots = Workgroup::current().wave_exchange(&mine, sizeof(mine));
-  auto operand = [&](int lane) {
-    Operands o;
-    std::memcpy(&o, slots + lane * Workgroup::kSlotBytes, sizeof(o));
-    return o;
-  };
-  const int lane = Workgroup::current().lane();
-  const int j = lane % 16;
-  floatx4 d;
-  for (int e = 0; e < 4; ++e) {
-    const int i = 4 * (lane / 16) + e;
-    double sum = c[e];
-    for (int k = 0; k < 16; ++k) {
-      const double a_ik = bf16_to_float(operand(i + 16 * (k / 4)).a[k % 4]);
-      const double b_kj = bf16_to_float(operand(j + 16 * (k / 4)).b[k % 4]);
-      sum += a_ik * b_kj;
-    }
-    d[e] = float(sum);
-  }
-  return d;
 }
 
 // One e4m3fnuz byte (bias 8, 0x80 NaN, no negative zero, no infinities), exactly.
@@ -302,13 +193,134 @@ struct float2_result {
   float operator[](int i) const { return value[i]; }
 };
 
-// v_cvt_pk_f32_fp8: bytes 0, 1 (high_word false) or 2, 3 (true) of src as e4m3fnuz.
-inline float2_result cvt_pk_f32_fp8(int src, bool high_word) {
-  const uint32_t bytes = uint32_t(src) >> (high_word ? 16 : 0);
-  return {{fp8_e4m3fnuz_to_float(uint8_t(bytes)), fp8_e4m3fnuz_to_float(uint8_t(bytes >> 8))}};
-}
-
 }  // namespace gfx942_emulation
 
+// ---- The AMDGPU builtins the kernels use, under their own names. ----
+
+namespace emu = ::gfx942_emulation;
+
+inline int __builtin_amdgcn_workitem_id_x() { return emu::Workgroup::current().thread(); }
+inline int __builtin_amdgcn_workgroup_id_x() { return int(emu::Workgroup::current().index().x); }
+inline int __builtin_amdgcn_workgroup_id_y() { return int(emu::Workgroup::current().index().y); }
+inline int __builtin_amdgcn_workgroup_id_z() { return int(emu::Workgroup::current().index().z); }
+
+// v_readfirstlane_b32: the value of the wave's first active lane (all lanes are active at its uses).
+inline int __builtin_amdgcn_readfirstlane(int value) {
+  const unsigned char* slots = emu::Workgroup::current().wave_exchange(&value, sizeof(value));
+  int first;
+  std::memcpy(&first, slots, sizeof(first));
+  return first;
+}
+
+// v_mov_b32 with DPP, quad_perm controls only (0x00..0xFF; full row and bank masks): lane 4 q + i takes lane
+// 4 q + ((control >> 2 i) & 3).
+inline int __builtin_amdgcn_mov_dpp(int value, int control, int row_mask, int bank_mask, bool) {
+  if (control > 0xFF || row_mask != 0xF || bank_mask != 0xF) {
+    std::fprintf(stderr, "gfx942 emulation: only full-mask DPP quad_perm is emulated\n");
+    std::abort();
+  }
+  const unsigned char* slots = emu::Workgroup::current().wave_exchange(&value, sizeof(value));
+  const int lane = emu::Workgroup::current().lane();
+  const int source = lane / 4 * 4 + ((control >> (2 * (lane % 4))) & 3);
+  int result;
+  std::memcpy(&result, slots + source * emu::Workgroup::kSlotBytes, sizeof(result));
+  return result;
+}
+
+// v_mbcnt_lo/hi: acc + the number of set mask bits below this lane in the low / high 32 lanes.
+inline uint32_t __builtin_amdgcn_mbcnt_lo(uint32_t mask, uint32_t acc) {
+  const int lane = emu::Workgroup::current().lane();
+  const uint32_t below = lane >= 32 ? ~0u : (1u << lane) - 1u;
+  return acc + uint32_t(__builtin_popcount(mask & below));
+}
+inline uint32_t __builtin_amdgcn_mbcnt_hi(uint32_t mask, uint32_t acc) {
+  const int lane = emu::Workgroup::current().lane();
+  const uint32_t below = lane < 32 ? 0u : (lane == 63 ? 0x7FFFFFFFu : (1u << (lane - 32)) - 1u);
+  return acc + uint32_t(__builtin_popcount(mask & below));
+}
+
+inline void __builtin_amdgcn_fence(int, const char*) {}  // one workgroup runs at a time: LDS is always coherent
+inline void __builtin_amdgcn_s_barrier() { emu::Workgroup::current().workgroup_barrier(); }
+
+// ds_bpermute_b32: the value of lane (byte_address / 4) % 64.
+inline int __builtin_amdgcn_ds_bpermute(int byte_address, int value) {
+  const unsigned char* slots = emu::Workgroup::current().wave_exchange(&value, sizeof(value));
+  int result;
+  std::memcpy(&result, slots + ((unsigned(byte_address) / 4) % emu::kWaveSize) * emu::Workgroup::kSlotBytes,
+              sizeof(result));
+  return result;
+}
+
+inline uint64_t __builtin_amdgcn_ballot_w64(bool predicate) {
+  const int value = predicate;
+  const unsigned char* slots = emu::Workgroup::current().wave_exchange(&value, sizeof(value));
+  uint64_t mask = 0;
+  for (int lane = 0; lane < emu::kWaveSize; ++lane) {
+    int bit;
+    std::memcpy(&bit, slots + lane * emu::Workgroup::kSlotBytes, sizeof(bit));
+    mask |= uint64_t(bit != 0) << lane;
+  }
+  return mask;
+}
+
+// v_perm_b32 with byte selectors 0-7: byte i of the result is byte selector[i] of {high, low}.
+inline uint32_t __builtin_amdgcn_perm(uint32_t high, uint32_t low, uint32_t selector) {
+  const uint64_t bytes = uint64_t(high) << 32 | low;
+  uint32_t result = 0;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t select = (selector >> (8 * i)) & 0xFF;
+    if (select > 7) {
+      std::fprintf(stderr, "gfx942 emulation: v_perm_b32 selectors above 7 are not emulated\n");
+      std::abort();
+    }
+    result |= uint32_t((bytes >> (8 * select)) & 0xFF) << (8 * i);
+  }
+  return result;
+}
+
+inline float __builtin_amdgcn_exp2f(float x) { return std::exp2(x); }  // v_exp_f32
+inline float __builtin_amdgcn_logf(float x) { return std::log2(x); }   // v_log_f32 is log2
+
+// v_mfma_f32_16x16x16_bf16 (cbsz, abid, blgp = 0): A[i][k] in lane i + 16 (k / 4) element k % 4, B[k][j] in lane
+// j + 16 (k / 4) element k % 4, C and D[i][j] in lane j + 16 (i / 4) element i % 4. Products are exact in fp32;
+// the sum is taken in double and rounded once.
+inline emu::floatx4 __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(emu::bf16x4 a, emu::bf16x4 b, emu::floatx4 c, int cbsz,
+                                                              int abid, int blgp) {
+  if (cbsz != 0 || abid != 0 || blgp != 0) {
+    std::fprintf(stderr, "gfx942 emulation: MFMA broadcast modes are not emulated\n");
+    std::abort();
+  }
+  struct Operands {
+    emu::bf16x4 a, b;
+  } mine = {a, b};
+  static_assert(sizeof(Operands) == emu::Workgroup::kSlotBytes, "one slot per lane");
+  const unsigned char* slots = emu::Workgroup::current().wave_exchange(&mine, sizeof(mine));
+  auto operand = [&](int lane) {
+    Operands o;
+    std::memcpy(&o, slots + lane * emu::Workgroup::kSlotBytes, sizeof(o));
+    return o;
+  };
+  const int lane = emu::Workgroup::current().lane();
+  const int j = lane % 16;
+  emu::floatx4 d;
+  for (int e = 0; e < 4; ++e) {
+    const int i = 4 * (lane / 16) + e;
+    double sum = c[e];
+    for (int k = 0; k < 16; ++k) {
+      const double a_ik = emu::bf16_to_float(operand(i + 16 * (k / 4)).a[k % 4]);
+      const double b_kj = emu::bf16_to_float(operand(j + 16 * (k / 4)).b[k % 4]);
+      sum += a_ik * b_kj;
+    }
+    d[e] = float(sum);
+  }
+  return d;
+}
+
+// v_cvt_pk_f32_fp8: bytes 0, 1 (high_word false) or 2, 3 (true) of src as e4m3fnuz.
+inline emu::float2_result __builtin_amdgcn_cvt_pk_f32_fp8(int src, bool high_word) {
+  const uint32_t bytes = uint32_t(src) >> (high_word ? 16 : 0);
+  return {{emu::fp8_e4m3fnuz_to_float(uint8_t(bytes)), emu::fp8_e4m3fnuz_to_float(uint8_t(bytes >> 8))}};
+}
+
 #define hipLaunchKernelGGL(kernel, grid, block, shared_bytes, stream, ...) \
-  ::gfx942_emulation::launch(grid, block, [&] { kernel(__VA_ARGS__); })
+  ::emu::launch(grid, block, [&] { kernel(__VA_ARGS__); })
