@@ -22,7 +22,9 @@ __device__ __forceinline__ void shift_fp8x4_to_bf16(uint32_t bytes, uint32_t& lo
 }
 
 // log2 of the factor the shifted value lacks: 120 for e4m3fn, 119 for e4m3fnuz.
-__device__ __forceinline__ int shift_exponent(Fp8Format format) { return format == Fp8Format::kE4M3FN ? 120 : 119; }
+__host__ __device__ __forceinline__ int shift_exponent(Fp8Format format) {
+  return format == Fp8Format::kE4M3FN ? 120 : 119;
+}
 
 // Exact value of each byte times scale, rounded to bf16: the path for scales the fast path cannot fold.
 __device__ __forceinline__ uint4 dequant_fp8x8_exact(uint2 bytes, float scale, Fp8Format format) {

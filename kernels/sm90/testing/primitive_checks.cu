@@ -2,7 +2,8 @@
 // them to torch's own fp8 conversion bit for bit (tests/test_dequant.py). Built by tests/sm90_checks.py; never part of
 // the wheel.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <string>
@@ -51,7 +52,7 @@ at::Tensor dequant_fp8x8(const at::Tensor& words, const at::Tensor& scales, cons
   const int64_t count = words.size(0);
   const int threads = 256;
   if (count > 0) {
-    dequant_kernel<<<unsigned((count + threads - 1) / threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    dequant_kernel<<<unsigned((count + threads - 1) / threads), threads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         reinterpret_cast<const uint2*>(words.data_ptr()), scales.data_ptr<float>(), count, kind, format,
         reinterpret_cast<uint4*>(out.data_ptr()));
   }
