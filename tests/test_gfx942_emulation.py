@@ -46,3 +46,24 @@ def test_cross_lane_moves():
     assert torch.equal(out[0], values[lanes ^ 16])  # ds_bpermute from lane ^ 16
     assert torch.equal(out[1], values[lanes ^ 32])
     assert torch.equal(out[2], values[lanes // 4 * 4 + 2])  # DPP quad_perm [2, 2, 2, 2]
+
+
+def test_no_symbol_shared_with_the_wheel():
+    """The emulation build compiles the binding layer again, over other kernels: none of its exported symbols may
+    also be one of the wheel's _C (same name, other body), whatever order or flags the two libraries load with."""
+    import subprocess
+
+    from torch.utils import cpp_extension
+
+    import flash_mla_rocm
+    from gfx942_emulation import NAMESPACE
+
+    emulated_ops()
+    emulated = os.path.join(cpp_extension._get_build_directory(NAMESPACE, verbose=False), f"{NAMESPACE}.so")
+
+    def exported(library):
+        listing = subprocess.run(["nm", "-D", "--defined-only", library], check=True, capture_output=True, text=True)
+        return {line.split()[-1] for line in listing.stdout.splitlines() if len(line.split()) == 3}
+
+    shared = {s for s in exported(emulated) & exported(flash_mla_rocm._C.__file__) if "flash_mla" in s}
+    assert not shared, sorted(shared)[:10]
