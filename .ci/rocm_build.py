@@ -24,7 +24,6 @@ Usage: python3 .ci/rocm_build.py [--clang clang++-19]
 
 import argparse
 import contextlib
-import io
 import os
 import re
 import runpy
@@ -80,19 +79,32 @@ def as_rocm_torch(rocm_home):
 
 
 def run_setup(tree, argv):
-    """setup.py with argv, in tree: (its output, the error it ended with or None)."""
+    """setup.py with argv, in tree: (its output, the error it ended with or None). The output is taken at the file
+    descriptors, so that the compilers' output (ninja's subprocesses) is in it too."""
     os.chdir(tree)
     sys.argv = ["setup.py"] + argv
-    log = io.StringIO()
     error = None
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with tempfile.TemporaryFile(mode="w+") as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
         try:
             runpy.run_path("setup.py", run_name="__main__")
         except SystemExit as exit:
             error = exit.code if exit.code not in (None, 0) else None
-        except Exception as exception:  # noqa: BLE001 (reported below with the build's output)
+        except Exception as exception:  # noqa: BLE001 (reported with the build's output)
             error = f"{type(exception).__name__}: {exception}"
-    return log.getvalue(), error
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        log.seek(0)
+        return log.read(), error
 
 
 def hipify_rewrites():
