@@ -19,9 +19,11 @@ inline void check_cuda(cudaError_t status, const char* what) {
 template <class Keys, bool kShare>
 void launch_attention_kernel(const typename Keys::Params& params, const AttentionShape& shape,
                              const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
-  static const cudaError_t configured =
-      cudaFuncSetAttribute(attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
-  check_cuda(configured, "configuring the attention kernel");
+  // The shared-memory limit is an attribute of the kernel on the current device: set it for every launch, so that
+  // each device a process uses gets it (a once-per-process setting would hold only for the first device).
+  check_cuda(
+      cudaFuncSetAttribute(attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes),
+      "configuring the attention kernel");
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(shape.num_rows, num_head_groups(shape.num_heads), workspace.num_splits);
   config.blockDim = dim3(kThreads);
