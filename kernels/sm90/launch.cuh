@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -19,11 +21,18 @@ inline void check_cuda(cudaError_t status, const char* what) {
 template <class Keys, bool kShare>
 void launch_attention_kernel(const typename Keys::Params& params, const AttentionShape& shape,
                              const AttentionOutputs& outputs, const SplitKVWorkspace& workspace, cudaStream_t stream) {
-  // The shared-memory limit is an attribute of the kernel on the current device: set it for every launch, so that
-  // each device a process uses gets it (a once-per-process setting would hold only for the first device).
-  check_cuda(
-      cudaFuncSetAttribute(attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes),
-      "configuring the attention kernel");
+  // The shared-memory limit is an attribute of the kernel on each device: set once per device (a host call that
+  // costs microseconds), for devices 0..63 (beyond, on every launch).
+  static std::atomic<uint64_t> configured_devices{0};
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "reading the current device");
+  const uint64_t device_bit = device < 64 ? uint64_t(1) << device : 0;
+  if ((configured_devices.load(std::memory_order_acquire) & device_bit) == 0) {  // bit 0: device >= 64
+    check_cuda(
+        cudaFuncSetAttribute(attention_kernel<Keys, kShare>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes),
+        "configuring the attention kernel");
+    configured_devices.fetch_or(device_bit, std::memory_order_release);
+  }
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(shape.num_rows, num_head_groups(shape.num_heads), workspace.num_splits);
   config.blockDim = dim3(kThreads);
