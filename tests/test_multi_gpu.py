@@ -73,7 +73,9 @@ def test_cuda_graph_captured_on_the_second_gpu():
         fm.sparse_attn_decode(**static), fm.decode(**static_decode)  # warm up outside the capture
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # torch.cuda.graph's default capture stream is made once a process, on the device current at its first use;
+        # a capture on another device needs a stream of its own.
+        with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
             out, lse = fm.sparse_attn_decode(**static)
             decoded = fm.decode(**static_decode)
         for new, target in [(second, static), (decode_second, static_decode)]:
