@@ -175,7 +175,8 @@ def main():
         missing = unresolved_symbols(library, search_path)
         print(f"{os.path.basename(library)}: {os.path.getsize(library)} bytes, {len(missing)} unresolved symbols")
         if missing:
-            failures.append("symbols no CPU torch library, HIP runtime or C/C++ runtime defines:\n  " + "\n  ".join(missing))
+            listed = "\n  ".join(missing)
+            failures.append(f"symbols no CPU torch library, HIP runtime or C/C++ runtime defines:\n  {listed}")
         targets = code_objects(library, work)
         print(f"code objects: {' '.join(targets)}")
         if not any(t.endswith("gfx942") for t in targets):

@@ -74,7 +74,8 @@ def main():
     full_out, full_lse = torch.cat(gathered_out, dim=2), torch.cat(gathered_lse, dim=1)
 
     single_out, single_lse = fm.sparse_attn_decode(**case)
-    ref_out, ref_lse = reference.sparse_attn_decode(**{k: v.cpu() if torch.is_tensor(v) else v for k, v in case.items()})
+    on_cpu = {k: v.cpu() if torch.is_tensor(v) else v for k, v in case.items()}
+    ref_out, ref_lse = reference.sparse_attn_decode(**on_cpu)
     assert_out_close(full_out.cpu(), single_out.cpu(), "tensor-parallel out vs one device")
     assert_lse_close(full_lse.cpu(), single_lse.cpu(), "tensor-parallel lse vs one device")
     assert_out_close(full_out.cpu(), ref_out, "tensor-parallel out vs reference")

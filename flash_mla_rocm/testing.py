@@ -198,3 +198,28 @@ def assert_lse_close(lse, ref, name="lse"):
     err = (lse - ref)[~inf].abs()
     bad = err > 1e-6 + 8 / 65536 * ref[~inf].abs()
     assert not bad.any(), f"{name}: {bad.sum().item()} elements off, max |d| {err.max().item():.3g}"
+
+
+def assert_graph_replays(sparse_cases, decode_cases, stream=None):
+    """Captures sparse_attn_decode on sparse_cases[0] and decode on decode_cases[0] in one CUDA graph (on `stream`,
+    or torch's default capture stream), copies the tensors of the second case of each into the captured inputs,
+    replays, and asserts the outputs equal eager calls on the second cases, bit for bit."""
+    from . import ops
+
+    static = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in sparse_cases[0].items()}
+    static_decode = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in decode_cases[0].items()}
+    ops.sparse_attn_decode(**static), ops.decode(**static_decode)  # warm up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        out, lse = ops.sparse_attn_decode(**static)
+        decoded = ops.decode(**static_decode)
+    for new, target in [(sparse_cases[1], static), (decode_cases[1], static_decode)]:
+        for key, value in new.items():
+            if torch.is_tensor(value):
+                target[key].copy_(value)
+    graph.replay()
+    torch.cuda.synchronize()
+    expected_out, expected_lse = ops.sparse_attn_decode(**sparse_cases[1])
+    assert torch.equal(out, expected_out) and torch.equal(lse, expected_lse)
+    assert torch.equal(decoded, ops.decode(**decode_cases[1]))

@@ -64,9 +64,10 @@ def assert_dequantized(got_bits, fp8_bytes, scales, fp8_dtype, negative_zero_rea
     if wrong.any():
         row, column = [int(i) for i in wrong.nonzero()[0]]
         word = [hex(int(b)) for b in fp8_bytes[row]]
+        got_word, expected_word = int(got_bits[row, column]) & 0xFFFF, int(expected_bits[row, column]) & 0xFFFF
         raise AssertionError(
             f"{int(wrong.sum())} values differ; first: bytes {word}, element {column}, scale {float(scales[row])}: "
-            f"got bf16 {int(got_bits[row, column]) & 0xFFFF:#06x}, expected {int(expected_bits[row, column]) & 0xFFFF:#06x}"
+            f"got bf16 {got_word:#06x}, expected {expected_word:#06x}"
         )
 
 

@@ -7,7 +7,13 @@ import torch
 
 import flash_mla_rocm as fm
 from flash_mla_rocm import reference
-from flash_mla_rocm.testing import assert_lse_close, assert_out_close, make_decode_case, make_sparse_case
+from flash_mla_rocm.testing import (
+    assert_graph_replays,
+    assert_lse_close,
+    assert_out_close,
+    make_decode_case,
+    make_sparse_case,
+)
 
 
 def _two_gpus():
@@ -64,26 +70,9 @@ def test_decode_follows_the_tensors_device(data, current):
 
 
 def test_cuda_graph_captured_on_the_second_gpu():
-    first, second = on(sparse_case(64, seed=13), "cuda:1"), on(sparse_case(64, seed=14), "cuda:1")
-    decode_first = on(make_decode_case([300, 1500], 16, seed=15), "cuda:1")
-    decode_second = on(make_decode_case([300, 1500], 16, seed=16), "cuda:1")
+    sparse = [on(sparse_case(64, seed), "cuda:1") for seed in (13, 14)]
+    decode = [on(make_decode_case([300, 1500], 16, seed=seed), "cuda:1") for seed in (15, 16)]
     with torch.cuda.device(1):
-        static = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in first.items()}
-        static_decode = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in decode_first.items()}
-        fm.sparse_attn_decode(**static), fm.decode(**static_decode)  # warm up outside the capture
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
         # torch.cuda.graph's default capture stream is made once a process, on the device current at its first use;
         # a capture on another device needs a stream of its own.
-        with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
-            out, lse = fm.sparse_attn_decode(**static)
-            decoded = fm.decode(**static_decode)
-        for new, target in [(second, static), (decode_second, static_decode)]:
-            for key, value in new.items():
-                if torch.is_tensor(value):
-                    target[key].copy_(value)
-        graph.replay()
-        torch.cuda.synchronize()
-        expected_out, expected_lse = fm.sparse_attn_decode(**second)
-        assert torch.equal(out, expected_out) and torch.equal(lse, expected_lse)
-        assert torch.equal(decoded, fm.decode(**decode_second))
+        assert_graph_replays(sparse, decode, stream=torch.cuda.Stream())

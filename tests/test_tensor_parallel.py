@@ -9,13 +9,13 @@ import sys
 import pytest
 import torch
 
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "tensor_parallel_decode.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "tensor_parallel_decode.py")
 
 
 def _gpus_with_kernels():
-    if not torch.cuda.is_available():
-        return 0
-    return torch.cuda.device_count() if torch._C._dispatch_has_kernel_for_dispatch_key("flash_mla::decode", "CUDA") else 0
+    has_kernels = torch._C._dispatch_has_kernel_for_dispatch_key("flash_mla::decode", "CUDA")
+    return torch.cuda.device_count() if torch.cuda.is_available() and has_kernels else 0
 
 
 @pytest.mark.parametrize("heads_per_shard", [64, 16])
