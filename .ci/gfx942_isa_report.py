@@ -172,7 +172,7 @@ def main(paths):
 
 
 def short_name(symbol):
-    m = re.search(r"attention_kernel.*?(Sparse|Csr)KeySource.*?Fp8FormatE(\d)", symbol)
+    m = re.search(r"attention_kernel.*?(Sparse|Csr)Keys.*?Fp8FormatE(\d)", symbol)
     if m:
         return f"attention<{m.group(1)}, {'e4m3fn' if m.group(2) == '1' else 'e4m3fnuz'}>"
     m = re.search(r"(\d+)([a-z_]+_kernel)", symbol)

@@ -9,7 +9,6 @@ except ImportError as error:
         "flash_mla_rocm's extension (_C) is not built here. Install the package (pip install --no-build-isolation .) "
         "and import it from outside the source tree, or build it in place (python setup.py build_ext --inplace)."
     ) from error
-from . import fake  # noqa: F401  (fake kernels for torch.compile)
 from . import quant, reference
 from .ops import decode, sparse_attn_decode
 from .quant import convert_kv_layout, dequantize_kv, quantize_kv, quantize_kv_split

@@ -1,22 +1,68 @@
-"""Python entry points of the flash_mla ops, with the seed's signatures. Both call ``torch.ops.flash_mla.*``."""
+"""Python entry points of the flash_mla ops. Each calls ``torch.ops.flash_mla.<op>``; its signature is the op's
+schema (kernels/ops/contract.h, where the contract is written once), read when the package is imported.
 
-from typing import Optional, Tuple
+Argument values are checked by the op itself, on real and on meta tensors alike (the same TypeError or ValueError
+naming the argument). What the op cannot check is an argument of the wrong Python type, which torch's schema parser
+would refuse with a RuntimeError before the op runs: these wrappers raise a TypeError naming the argument instead.
+"""
+
+import inspect
+import numbers
 
 import torch
 
+_PYTHON_TYPES = {"Tensor": (torch.Tensor,), "float": (numbers.Real,), "int": (numbers.Integral,), "str": (str,)}
 
-def sparse_attn_decode(
-    q: torch.Tensor,
-    kv: torch.Tensor,
-    indices: torch.Tensor,
-    topk_length: Optional[torch.Tensor] = None,
-    sm_scale: Optional[float] = None,
-    attn_sink: Optional[torch.Tensor] = None,
-    extra_kv: Optional[torch.Tensor] = None,
-    extra_indices: Optional[torch.Tensor] = None,
-    extra_topk_length: Optional[torch.Tensor] = None,
-    kv_layout: str = "token",
-) -> Tuple[torch.Tensor, torch.Tensor]:
+
+def _argument_check(argument):
+    """(name, allowed Python types, whether None is allowed, the schema's type) of a schema argument."""
+    optional = isinstance(argument.type, torch._C.OptionalType)
+    type_name = str(argument.type.getElementType() if optional else argument.type)  # Tensor, float, int, str
+    return argument.name, _PYTHON_TYPES[type_name], optional, type_name
+
+
+def _signature(schema):
+    parameters = [
+        inspect.Parameter(
+            a.name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=a.default_value if a.has_default_value() else inspect.Parameter.empty,
+        )
+        for a in schema.arguments
+    ]
+    return inspect.Signature(parameters)
+
+
+def _check_python_types(op_name, checks, args, kwargs):
+    values = dict(zip([check[0] for check in checks], args))
+    values.update(kwargs)
+    for name, types, optional, type_name in checks:
+        if name not in values or (values[name] is None and optional):
+            continue
+        value = values[name]
+        if not isinstance(value, types) or isinstance(value, bool):
+            allowed = type_name + (" or None" if optional else "")
+            raise TypeError(f"flash_mla.{op_name}: {name} must be a {allowed}, got {type(value).__name__}")
+
+
+def _op_function(name, doc):
+    """The Python function of op `name`: its schema's signature, the Python-type check, the call."""
+    schema = getattr(torch.ops.flash_mla, name).default._schema
+    checks = [_argument_check(a) for a in schema.arguments]  # plain data, read once: torch.compile traces the rest
+
+    def function(*args, **kwargs):
+        _check_python_types(name, checks, args, kwargs)
+        return getattr(torch.ops.flash_mla, name)(*args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__module__ = __name__
+    function.__signature__ = _signature(schema)
+    function.__doc__ = doc
+    return function
+
+
+sparse_attn_decode = _op_function(
+    "sparse_attn_decode",
     """Sparse MLA decode over a paged MODEL1 FP8 cache (FlashMLA's sparse decode interface).
 
     For each batch row i, query token j and head h, attends the valid keys that ``indices`` (and ``extra_indices``)
@@ -29,7 +75,7 @@ def sparse_attn_decode(
         kv: [num_blocks, block_size, 1, 584] cache; dtype uint8 (e4m3fnuz bytes), float8_e4m3fnuz or float8_e4m3fn.
         indices: [b, s_q, topk] int32 flat token indices, block * block_size + offset.
         topk_length: [b] int32 or None; row i uses indices[i, :, :topk_length[i]] (clamped to [0, topk]).
-        sm_scale: softmax scale, default 512 ** -0.5.
+        sm_scale: softmax scale, default 512 ** -0.5; any value finite in float32.
         attn_sink: [h_q] float32 or None; out[..., h, :] is scaled by 1 / (1 + exp(attn_sink[h] - lse)).
         extra_kv: a second cache of kv's dtype and layout (FlashMLA MODEL1's extra_k_cache), or None.
         extra_indices: [b, s_q, extra_topk] int32 into extra_kv; given exactly when extra_kv is.
@@ -39,21 +85,14 @@ def sparse_attn_decode(
     Returns:
         out: [b, s_q, h_q, 512] bfloat16 (0 for a row without valid keys).
         lse: [b, h_q, s_q] float32, natural log of sum(exp(score)) over the valid keys (+inf without any).
-    """
-    return torch.ops.flash_mla.sparse_attn_decode(
-        q, kv, indices, topk_length, sm_scale, attn_sink, extra_kv, extra_indices, extra_topk_length, kv_layout
-    )
 
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message. An inference op: a backward through it raises.
+    """,
+)
 
-def decode(
-    q: torch.Tensor,
-    kv_nope_fp8: torch.Tensor,
-    kv_rope: torch.Tensor,
-    kv_scales: torch.Tensor,
-    kv_indptr: torch.Tensor,
-    num_heads: int,
-    sm_scale: Optional[float] = None,
-) -> torch.Tensor:
+decode = _op_function(
+    "decode",
     """MLA decode over CSR token ranges of an FP8 cache held as separate tensors.
 
     Batch i attends tokens [kv_indptr[i], kv_indptr[i + 1]) clamped to [0, T]; an empty range gives zeros.
@@ -66,9 +105,12 @@ def decode(
         kv_scales: [T, 7] float32, any positive values.
         kv_indptr: [B + 1] int32.
         num_heads: must equal H.
-        sm_scale: softmax scale, default 512 ** -0.5.
+        sm_scale: softmax scale, default 512 ** -0.5; any value finite in float32.
 
     Returns:
         out: [B, H, 512] bfloat16.
-    """
-    return torch.ops.flash_mla.decode(q, kv_nope_fp8, kv_rope, kv_scales, kv_indptr, num_heads, sm_scale)
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message. An inference op: a backward through it raises.
+    """,
+)

@@ -1,10 +1,10 @@
-// The one registration file: the flash_mla op schemas and their CPU (and, when built, GPU) implementations.
-// ROCm torch dispatches HIP devices under the CUDA key, so one CUDA registration serves both GPU backends.
+// The one registration file: the flash_mla ops (kernels/ops/library.h), their CPU kernels, their GPU kernels when
+// built, their meta kernels and their autograd behaviour. ROCm torch dispatches HIP devices under the CUDA key, so
+// one CUDA registration serves both GPU backends.
 #include <Python.h>
 #include <torch/library.h>
 
-#include "ops/ops.h"
-#include "ops/schemas.h"
+#include "ops/library.h"
 
 // `import flash_mla_rocm._C` loads this library, which runs the registrations below.
 extern "C" PyObject* PyInit__C(void) {
@@ -12,19 +12,10 @@ extern "C" PyObject* PyInit__C(void) {
   return PyModule_Create(&module);
 }
 
-TORCH_LIBRARY(flash_mla, m) {
-  m.def(flash_mla::ops::kSparseAttnDecodeSchema);
-  m.def(flash_mla::ops::kDecodeSchema);
-}
-
-TORCH_LIBRARY_IMPL(flash_mla, CPU, m) {
-  m.impl("sparse_attn_decode", &flash_mla::ops::sparse_attn_decode);
-  m.impl("decode", &flash_mla::ops::decode);
-}
-
+TORCH_LIBRARY(flash_mla, m) { flash_mla::ops::define_ops(m); }
+TORCH_LIBRARY_IMPL(flash_mla, CPU, m) { flash_mla::ops::register_kernels(m); }
 #if defined(FLASH_MLA_WITH_GPU)
-TORCH_LIBRARY_IMPL(flash_mla, CUDA, m) {
-  m.impl("sparse_attn_decode", &flash_mla::ops::sparse_attn_decode);
-  m.impl("decode", &flash_mla::ops::decode);
-}
+TORCH_LIBRARY_IMPL(flash_mla, CUDA, m) { flash_mla::ops::register_kernels(m); }
 #endif
+TORCH_LIBRARY_IMPL(flash_mla, Meta, m) { flash_mla::ops::register_meta_kernels(m); }
+TORCH_LIBRARY_IMPL(flash_mla, Autograd, m) { flash_mla::ops::register_no_autograd(m); }

@@ -16,8 +16,6 @@ import os
 import torch
 from torch.utils import cpp_extension
 
-from flash_mla_rocm import fake
-
 NAMESPACE = "flash_mla_gfx942_emulated"
 KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
 
@@ -26,7 +24,10 @@ EMULATION = os.path.join(KERNELS, "gfx942", "emulation")
 
 
 def sources():
-    ops = [os.path.join(KERNELS, "ops", name) for name in ("sparse_attn_decode.cpp", "decode.cpp", "poison.cpp")]
+    ops = [
+        os.path.join(KERNELS, "ops", name)
+        for name in ("sparse_attn_decode.cpp", "decode.cpp", "contract.cpp", "library.cpp", "poison.cpp")
+    ]
     emulation = [
         os.path.join(EMULATION, name)
         for name in ("registration.cpp", "backends.cpp", "emulated_kernels.cpp", "primitive_checks.cpp")
@@ -48,7 +49,6 @@ def emulated_ops():
             extra_include_paths=[os.path.join(EMULATION, "include")],
             is_python_module=False,
         )
-        fake.register_fake_kernels(NAMESPACE)
         _ops = getattr(torch.ops, NAMESPACE)
     return _ops
 

@@ -2,6 +2,7 @@
 // Plain integer/float code, so every backend (and the CPU's lookup tables) decodes bits the same way.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -71,5 +72,12 @@ FMLA_HOST_DEVICE float fp8_to_float(uint8_t byte, Fp8Format format) {
   }
   return (byte & 0x80) ? -magnitude : magnitude;
 }
+
+// The kernels' softmax runs in base 2: scores times log2(e), the lse back to natural log times ln(2).
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// The attention-sink factor 1 / (1 + exp(sink - lse)) that scales a head's output: +inf sink gives 0, -inf gives 1.
+FMLA_HOST_DEVICE float attn_sink_factor(float sink, float lse) { return 1.f / (1.f + expf(sink - lse)); }
 
 }  // namespace flash_mla

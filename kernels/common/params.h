@@ -45,27 +45,6 @@ struct DecodeParams {
   uint16_t* out = nullptr;  // [batch, num_heads, 512] bf16
 };
 
-// The attention kernels' view of either op: query rows (sparse: b * s_q; decode: B) of num_heads heads each.
-struct AttentionShape {
-  const uint16_t* q;  // [rows, num_heads, 512] bf16
-  int num_rows;
-  int num_heads;
-  float sm_scale;
-};
-
-// Where the final results go. lse and attn_sink may be null (decode has neither).
-struct AttentionOutputs {
-  uint16_t* out;  // [rows, num_heads, 512] bf16
-  float* lse;     // [rows / seq_q, num_heads, seq_q]
-  const float* attn_sink;
-  int seq_q;
-
-  // Where (query row, head)'s lse goes.
-  FMLA_HOST_DEVICE int64_t lse_offset(int row, int head, int num_heads) const {
-    return (int64_t(row / seq_q) * num_heads + head) * seq_q + row % seq_q;
-  }
-};
-
 // Token range of CSR batch i, clamped to [0, num_tokens]; empty when end <= begin.
 struct TokenRange {
   int64_t begin;

@@ -3,8 +3,6 @@
 #include <cmath>
 #include <limits>
 
-#include "../common/split_kv.h"
-
 namespace flash_mla::cpu {
 namespace {
 

@@ -1,4 +1,5 @@
-// The CPU backend's table entry: each query row in one pass (no splits), on ATen's intra-op threads (no stream).
+// The CPU backend's table entry: any CPU, each query row in one pass (no splits, no workspace), on ATen's
+// intra-op threads (no stream).
 #include "../common/backend.h"
 
 #include "cpu_kernels.h"
@@ -8,9 +9,12 @@ namespace flash_mla {
 const Backend& cpu_backend() {
   static const Backend backend = {
       "cpu",
-      [](int64_t, int, int64_t, int) { return 1; },
-      [](const SparseDecodeParams& params, const SplitKVWorkspace&, void*) { cpu::sparse_attn_decode(params); },
-      [](const DecodeParams& params, const SplitKVWorkspace&, void*) { cpu::decode(params); },
+      alignof(uint16_t),
+      [](int) { return true; },
+      [](const SparseDecodeParams&, int) { return Plan{}; },
+      [](const DecodeParams&, int) { return Plan{}; },
+      [](const SparseDecodeParams& params, const Plan&, void*, void*) { cpu::sparse_attn_decode(params); },
+      [](const DecodeParams& params, const Plan&, void*, void*) { cpu::decode(params); },
   };
   return backend;
 }

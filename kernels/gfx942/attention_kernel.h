@@ -22,7 +22,8 @@
 
 #include "../common/kv_cache.h"
 #include "../common/params.h"
-#include "../common/split_kv.h"
+#include "../gpu/attention.h"
+#include "../gpu/split_kv.h"
 #include "dequant.h"
 #include "gfx942_kernels.h"
 #include "key_sources.h"
@@ -36,13 +37,11 @@ constexpr int kChunkElements = 8;                         // a 16-byte chunk of 
 constexpr int kChunksPerRow = kHeadDim / kChunkElements;  // 64
 constexpr int kShareElements = 4;                         // elements of a key one lane dequantizes
 constexpr int kKeyQuads = kKeysPerTile / 4;               // an MFMA k-group is 4 keys
-constexpr int kHeadBlocks = kHeadsPerWorkItem / 16;       // 16-head MFMA blocks, one a wave pair
+constexpr int kHeadBlocks = kHeadsPerWorkgroup / 16;      // 16-head MFMA blocks, one a wave pair
 constexpr int kWaveDims = kHeadDim / 2;                   // 256 QK dims and PV columns of a wave
 constexpr int kWaveReads = kWaveDims / 32;                // 16-byte A reads (two MFMA k-steps) per wave and GEMM
 constexpr int kColumnBlocks = kWaveDims / 16;             // 16-column output blocks of a wave
 constexpr float kRescaleThreshold = 8.f;                  // log2 units: unnormalized p stays <= 2^8
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 static_assert(kKeysPerTile == 16 && kWaves == 2 * kHeadBlocks, "one key block; two waves a head block");
 static_assert(kWaves * kWaveSize * kShareElements * 4 == kKeysPerTile * kHeadDim, "each element dequantized once");
 
@@ -146,7 +145,7 @@ __global__ void __launch_bounds__(kThreads)
   const int wave = wave_index(), lane = lane_index();
   const int lane_row = lane % 16, lane_group = lane / 16;  // MFMA row/column index and k-group of this lane
   const int head_block = wave % kHeadBlocks, dim_half = wave / kHeadBlocks;
-  const int head = workgroup_index_y() * kHeadsPerWorkItem + 16 * head_block + lane_row;  // this lane's column
+  const int head = workgroup_index_y() * kHeadsPerWorkgroup + 16 * head_block + lane_row;  // this lane's column
   // This lane dequantizes elements [share_element, + 4) of keys 4 * lane_group + i: wave w covers 64 elements.
   const int share_element = wave * 64 + lane_row * kShareElements;
   const bool share_in_nope = wave * 64 < kNopeDim;
@@ -262,16 +261,13 @@ __global__ void __launch_bounds__(kThreads)
   row_sum += shuffle_xor(row_sum, 32);
   if (head >= shape.num_heads) return;
   const bool final_output = workspace.num_splits == 1;
-  const bool empty = row_sum == 0.f;  // no valid key: the max key alone contributes 1
-  const float lse = (row_max + fast_log2(row_sum)) * kLn2;
-  float scale = empty ? 0.f : 1.f / row_sum;
-  if (final_output && outputs.attn_sink != nullptr && !empty) scale *= attn_sink_factor(outputs.attn_sink[head], lse);
+  const RowEnd end(row_sum, (row_max + fast_log2(row_sum)) * kLn2, final_output, outputs.attn_sink, head);
   const int64_t out_row = int64_t(row) * shape.num_heads + head;
   const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
   for (int n = 0; n < kColumnBlocks; ++n) {
     const int v = 16 * (dim_half * kColumnBlocks + n) + 4 * lane_group;  // element e is column v + e
-    const floatx4 values = o[n] * scale;
+    const floatx4 values = o[n] * end.scale;
     if (final_output) {
       store_unaligned(outputs.out + out_row * kHeadDim + v,
                       u32x2{pack_bf16x2(values[0], values[1]), pack_bf16x2(values[2], values[3])});
@@ -279,13 +275,7 @@ __global__ void __launch_bounds__(kThreads)
       store_unaligned(workspace.out_accum + accum_row * kHeadDim + v, values);
     }
   }
-  if (dim_half == 0 && lane_group == 0) {
-    if (!final_output) {
-      workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
-    } else if (outputs.lse != nullptr) {
-      outputs.lse[outputs.lse_offset(row, head, shape.num_heads)] = empty ? INFINITY : lse;
-    }
-  }
+  if (dim_half == 0 && lane_group == 0) store_row_lse(outputs, workspace, shape, row, head, split, end.stored_lse);
 }
 
 }  // namespace flash_mla::gfx942

@@ -3,7 +3,8 @@
 #pragma once
 
 #include "../common/params.h"
-#include "../common/split_kv.h"
+#include "../gpu/attention.h"
+#include "../gpu/split_kv.h"
 #include "gfx942_kernels.h"
 
 namespace flash_mla::gfx942 {

@@ -7,9 +7,9 @@
 namespace flash_mla::gfx942 {
 
 void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream) {
-  const AttentionShape shape{params.q, params.batch, params.num_heads, params.sm_scale};
-  const AttentionOutputs outputs{params.out, nullptr, nullptr, 1};
-  launch_attention_for_format<CsrKeySource>(params.format, params, shape, outputs, workspace, stream);
+  const AttentionShape shape = attention_shape(params);
+  const AttentionOutputs outputs = attention_outputs(params);
+  launch_attention_for_format<CsrKeys>(params.format, params, shape, outputs, workspace, stream);
 }
 
 }  // namespace flash_mla::gfx942

@@ -4,16 +4,16 @@
 #include <hip/hip_runtime.h>
 
 #include "../common/params.h"
-#include "../common/split_kv.h"
+#include "../gpu/split_kv.h"
 
 namespace flash_mla::gfx942 {
 
-inline constexpr int kHeadsPerWorkItem = 64;  // heads of one workgroup
-inline constexpr int kKeysPerTile = 16;       // keys dequantized and multiplied at a time
+inline constexpr int kHeadsPerWorkgroup = 64;  // heads of one workgroup
+inline constexpr int kKeysPerTile = 16;        // keys dequantized and multiplied at a time
 
 // Workgroups that share a query row's heads.
 inline constexpr int64_t num_head_groups(int64_t num_heads) {
-  return (num_heads + kHeadsPerWorkItem - 1) / kHeadsPerWorkItem;
+  return (num_heads + kHeadsPerWorkgroup - 1) / kHeadsPerWorkgroup;
 }
 
 void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream);

@@ -1,17 +1,17 @@
 // Where a workgroup's keys come from. A key source maps a query row's key positions to the global bytes of each
 // key in two steps, so that the index load of a later tile overlaps the current one: tile(first).fetch(position)
 // reads the position's token index (a global load; a negative result means "no key"), resolve turns it into
-// byte addresses. SparseKeySource reads the paged MODEL1 cache through top-k indices (main cache, then extra
-// cache) with e8m0 scales; CsrKeySource reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
+// byte addresses. SparseKeys reads the paged MODEL1 cache through top-k indices (main cache, then extra
+// cache) with e8m0 scales; CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
 // A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in flight before).
 // kFormat is the fp8 format of the nope bytes.
 #pragma once
 
 #include <cstdint>
 
-#include "../common/key_positions.h"
 #include "../common/kv_cache.h"
 #include "../common/params.h"
+#include "../gpu/key_positions.h"
 #include "primitives.h"
 
 namespace flash_mla::gfx942 {
@@ -20,7 +20,7 @@ namespace flash_mla::gfx942 {
 // main list's positions are rounded up to whole key tiles (the rest are skipped like invalid indices), so that
 // no tile mixes the lists: a tile's cache parameters are then wave-uniform (scalar registers).
 template <Fp8Format kFormatValue>
-struct SparseKeySource {
+struct SparseKeys {
   using Params = SparseDecodeParams;
   static constexpr Fp8Format kFormat = kFormatValue;
   static constexpr bool kPowerOfTwoScales = true;  // e8m0
@@ -29,7 +29,7 @@ struct SparseKeySource {
   SparseRowPositions lists;
   int padded_main_length;
 
-  __device__ SparseKeySource(const Params& params, int query_row)
+  __device__ SparseKeys(const Params& params, int query_row)
       : p(params),
         lists(params, query_row),
         padded_main_length((lists.main_length + kKeysPerTile - 1) / kKeysPerTile * kKeysPerTile) {}
@@ -64,7 +64,7 @@ struct SparseKeySource {
 };
 
 template <Fp8Format kFormatValue>
-struct CsrKeySource {
+struct CsrKeys {
   using Params = DecodeParams;
   static constexpr Fp8Format kFormat = kFormatValue;
   static constexpr bool kPowerOfTwoScales = false;  // any fp32 scale: products are rounded to bf16
@@ -72,20 +72,16 @@ struct CsrKeySource {
   const Params& p;
   TokenRange range;
 
-  __device__ CsrKeySource(const Params& params, int query_row)
+  __device__ CsrKeys(const Params& params, int query_row)
       : p(params), range(csr_token_range(params.kv_indptr, query_row, params.num_tokens)) {}
 
   __device__ int num_positions() const { return int(range.end - range.begin); }
 
   __device__ int32_t fetch(int position) const { return position; }  // no load: the range is the token list
 
-  __device__ TokenBytes resolve(int32_t position) const {
-    const int64_t token = range.begin + position;
-    return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
-            reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
-  }
+  __device__ TokenBytes resolve(int32_t position) const { return csr_token_bytes(p, range.begin + position); }
 
-  __device__ const CsrKeySource& tile(int) const { return *this; }
+  __device__ const CsrKeys& tile(int) const { return *this; }
 
   static constexpr int kScaleBytes = 4;  // fp32
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }

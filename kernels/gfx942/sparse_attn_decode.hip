@@ -7,9 +7,9 @@
 namespace flash_mla::gfx942 {
 
 void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream) {
-  const AttentionShape shape{params.q, params.batch * params.seq_q, params.num_heads, params.sm_scale};
-  const AttentionOutputs outputs{params.out, params.lse, params.attn_sink, params.seq_q};
-  launch_attention_for_format<SparseKeySource>(params.sources[0].cache.format, params, shape, outputs, workspace,
+  const AttentionShape shape = attention_shape(params);
+  const AttentionOutputs outputs = attention_outputs(params);
+  launch_attention_for_format<SparseKeys>(params.sources[0].cache.format, params, shape, outputs, workspace,
                                                stream);
 }
 

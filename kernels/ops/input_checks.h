@@ -1,5 +1,6 @@
 // Argument checks of the binding layer. Every failure raises a Python exception (TypeError for a dtype,
-// ValueError otherwise) that names the op and the argument, before any kernel runs.
+// ValueError otherwise) that names the op and the argument, before any kernel runs. Shapes are read as SymInts,
+// so the same checks run on real tensors, on meta tensors, and on the symbolic tensors torch.compile traces with.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -12,12 +13,14 @@
 
 namespace flash_mla::ops {
 
-// "[2, 3, 512]": shapes are formatted here, not streamed as IntArrayRef (that crashed inside torch 2.11's
-// string helpers on the H200 image).
+// "[2, 3, 512]" (a symbolic size prints as its symbol). Formatted here, not streamed as an IntArrayRef: that
+// crashed inside torch 2.11's string helpers on the H200 image.
 inline std::string shape_string(const at::Tensor& t) {
-  std::string text = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) text += (i ? ", " : "") + std::to_string(t.size(i));
-  return text + "]";
+  std::ostringstream text;
+  text << "[";
+  for (int64_t i = 0; i < t.dim(); ++i) text << (i ? ", " : "") << t.sym_size(i);
+  text << "]";
+  return text.str();
 }
 
 class InputChecker {
@@ -26,7 +29,7 @@ class InputChecker {
 
   // dims: the documented shape, e.g. "[b, s_q, topk]"; expected: one size per dim, -1 for any.
   void tensor(const at::Tensor& t, const char* name, std::initializer_list<at::ScalarType> dtypes, const char* dims,
-              std::initializer_list<int64_t> expected) const {
+              std::initializer_list<c10::SymInt> expected) const {
     bool dtype_ok = false;
     std::string allowed;
     for (at::ScalarType dtype : dtypes) {
@@ -38,9 +41,15 @@ class InputChecker {
     std::ostringstream want;
     want << "[";
     int i = 0;
-    for (int64_t size : expected) {
-      want << (i ? ", " : "") << (size < 0 ? "*" : std::to_string(size));
-      shape_ok = shape_ok && (size < 0 || t.size(i) == size);
+    for (const c10::SymInt& size : expected) {
+      const bool any = size.is_heap_allocated() ? false : size == -1;
+      want << (i ? ", " : "");
+      if (any) {
+        want << "*";
+      } else {
+        want << size;
+      }
+      shape_ok = shape_ok && (any || t.sym_size(i) == size);
       ++i;
     }
     want << "]";

@@ -1,4 +1,4 @@
-// The torch-facing ops: validate, build the params struct, run the device's backend.
+// The torch-facing ops: check the arguments (contract.h), build the params struct, run the device's backend.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,16 +22,5 @@ at::Tensor decode(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const at::
 // FLASH_MLA_POISON_OUTPUTS=1 (read once) fills every output with NaN before the kernel runs, so a test sees
 // any element a kernel fails to write.
 void poison_if_requested(at::Tensor& output);
-
-// t contiguous and 16-byte aligned (the GPU kernels read q rows as 16-byte vectors): t itself or a copy.
-inline at::Tensor contiguous_aligned16(const at::Tensor& t) {
-  at::Tensor c = t.contiguous();
-  return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
-}
-
-// Default softmax scale: 1 / sqrt(d_qk).
-inline float resolve_sm_scale(std::optional<double> sm_scale) {
-  return sm_scale.has_value() ? float(*sm_scale) : 0.04419417382415922f;  // 512 ** -0.5
-}
 
 }  // namespace flash_mla::ops

@@ -2,19 +2,12 @@
 #include <c10/core/DeviceGuard.h>
 
 #include "backends.h"
+#include "contract.h"
 #include "input_checks.h"
 #include "ops.h"
 
 namespace flash_mla::ops {
 namespace {
-
-constexpr const char* kOp = "flash_mla.sparse_attn_decode";
-
-KVLayout parse_kv_layout(const std::string& kv_layout) {
-  TORCH_CHECK_VALUE(kv_layout == "token" || kv_layout == "flashmla", kOp,
-                    ": kv_layout must be \"token\" or \"flashmla\", got \"", kv_layout, "\"");
-  return kv_layout == "token" ? KVLayout::kToken : KVLayout::kFlashMLA;
-}
 
 // The kernels read each block's block_size * 584 bytes as one dense run at kv.stride(0); any other view is copied.
 at::Tensor with_dense_blocks(const at::Tensor& kv) {
@@ -40,34 +33,17 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
     std::optional<double> sm_scale, const std::optional<at::Tensor>& attn_sink,
     const std::optional<at::Tensor>& extra_kv, const std::optional<at::Tensor>& extra_indices,
     const std::optional<at::Tensor>& extra_topk_length, const std::string& kv_layout) {
-  TORCH_CHECK_VALUE(q.dim() == 4, kOp, ": q must have shape [b, s_q, h_q, 512], got ", shape_string(q));
-  const InputChecker check(kOp, q.device());
-  const int64_t b = q.size(0), s_q = q.size(1), h_q = q.size(2);
-  check.tensor(q, "q", {at::kBFloat16}, "[b, s_q, h_q, 512]", {-1, -1, -1, kHeadDim});
-  const KVLayout layout = parse_kv_layout(kv_layout);
-  check.tensor(kv, "kv", kFp8CacheDtypes, "[num_blocks, block_size, 1, 584]", {-1, -1, 1, kTokenBytes});
-  check.tensor(indices, "indices", {at::kInt}, "[b, s_q, topk]", {b, s_q, -1});
-  if (topk_length) check.tensor(*topk_length, "topk_length", {at::kInt}, "[b]", {b});
-  if (attn_sink) check.tensor(*attn_sink, "attn_sink", {at::kFloat}, "[h_q]", {h_q});
-  check.value(extra_kv.has_value() == extra_indices.has_value(), "extra_kv and extra_indices must be given together");
-  check.value(extra_kv.has_value() || !extra_topk_length.has_value(), "extra_topk_length needs extra_kv");
-  if (extra_kv) {
-    check.tensor(*extra_kv, "extra_kv", kFp8CacheDtypes, "[num_blocks, block_size, 1, 584]", {-1, -1, 1, kTokenBytes});
-    check.value(extra_kv->scalar_type() == kv.scalar_type(),
-                "extra_kv must have the dtype of kv (" + std::string(c10::toString(kv.scalar_type())) + ")");
-    check.tensor(*extra_indices, "extra_indices", {at::kInt}, "[b, s_q, extra_topk]", {b, s_q, -1});
-    if (extra_topk_length) check.tensor(*extra_topk_length, "extra_topk_length", {at::kInt}, "[b]", {b});
-  }
-
+  const KVLayout layout = check_sparse_attn_decode_args(q, kv, indices, topk_length, sm_scale, attn_sink, extra_kv,
+                                                        extra_indices, extra_topk_length, kv_layout);
   const c10::DeviceGuard device_guard(q.device());
-  at::Tensor out = at::empty({b, s_q, h_q, kHeadDim}, q.options());
-  at::Tensor lse = at::empty({b, h_q, s_q}, q.options().dtype(at::kFloat));
+  auto [out, lse] = empty_sparse_attn_decode_outputs(q);
   if (out.numel() == 0) return {out, lse};
+  const Backend& backend = backend_for(q.device());
   poison_if_requested(out);
   poison_if_requested(lse);
 
   // Owners of every pointer placed in params, alive until the kernel is done.
-  const at::Tensor q_c = contiguous_aligned16(q);
+  const at::Tensor q_c = contiguous_aligned(q, backend.q_alignment);
   const at::Tensor kv_c = with_dense_blocks(kv);
   const at::Tensor indices_c = indices.contiguous();
   const at::Tensor topk_length_c = topk_length ? topk_length->contiguous() : at::Tensor();
@@ -77,9 +53,9 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
   const at::Tensor extra_topk_length_c = extra_topk_length ? extra_topk_length->contiguous() : at::Tensor();
 
   SparseDecodeParams params;
-  params.batch = int(b);
-  params.seq_q = int(s_q);
-  params.num_heads = int(h_q);
+  params.batch = int(q.size(0));
+  params.seq_q = int(q.size(1));
+  params.num_heads = int(q.size(2));
   params.q = static_cast<const uint16_t*>(q_c.data_ptr());
   params.sources[0] = {paged_cache(kv_c, layout), indices_c.data_ptr<int32_t>(),
                        topk_length ? topk_length_c.data_ptr<int32_t>() : nullptr, int(indices.size(2))};
@@ -94,7 +70,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
   params.attn_sink = attn_sink ? sink_c.data_ptr<float>() : nullptr;
   params.out = static_cast<uint16_t*>(out.data_ptr());
   params.lse = lse.data_ptr<float>();
-  run_sparse_attn_decode(params, q.device());
+  run_planned(backend, backend.plan_sparse_attn_decode, backend.sparse_attn_decode, params, q.device());
   return {out, lse};
 }
 

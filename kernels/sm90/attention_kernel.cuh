@@ -1,6 +1,6 @@
 // The sm90 MLA decode kernel shared by both ops. One CTA of 8 warps (2 warpgroups) runs 64 heads of one query
 // row over one split of that row's key positions, 64 keys at a time:
-//   1. locate: 64 threads map the next tile's positions to token bytes (KeyBytes, in shared memory), their
+//   1. locate: 64 threads map the next tile's positions to token bytes (TokenBytes, in shared memory), their
 //              indices fetched one tile ahead;
 //   2. stage:  all threads copy the raw tokens with cp.async into the other half of a double buffer, so the
 //              gather of tile t + 1 overlaps the math of tile t;
@@ -22,7 +22,8 @@
 #include <cstdint>
 
 #include "../common/kv_cache.h"
-#include "../common/split_kv.h"
+#include "../gpu/attention.h"
+#include "../gpu/split_kv.h"
 #include "key_sources.cuh"
 #include "primitives.cuh"
 #include "sm90_kernels.h"
@@ -32,16 +33,16 @@ namespace flash_mla::sm90 {
 constexpr int kThreads = 256;
 constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks of a bf16 row
 
-using QTile = SwizzledTile<kHeadsPerWorkItem>;
+using QTile = SwizzledTile<kHeadsPerCta>;
 using KTile = SwizzledTile<kKeysPerTile>;
 
 constexpr int kWarps = kThreads / 32;
 
 struct SharedStorage {
-  alignas(1024) uint8_t q[kHeadsPerWorkItem * kHeadDim * 2];
+  alignas(1024) uint8_t q[kHeadsPerCta * kHeadDim * 2];
   alignas(1024) uint8_t k[kKeysPerTile * kHeadDim * 2];
   alignas(128) uint8_t staged[2][kKeysPerTile * kStagedKeyBytes];
-  KeyBytes keys[2][kKeysPerTile];
+  TokenBytes keys[2][kKeysPerTile];
   // What a warp hands the warp with its heads in the other warpgroup, [item][lane] so stores hit 32 banks.
   uint32_t p_fragments[kWarps][8 * 32];  // its bf16 P for 16 heads x its 32 keys, as A fragments
   float row_stats[kWarps][2 * 32];       // a row maximum, then (at the end) a row sum, for its two rows
@@ -67,7 +68,7 @@ __device__ __forceinline__ void copy_to_shared(uint8_t* dst, const uint8_t* src)
 
 // Copies the raw bytes of this thread's eighth of its key into the staging buffer (cp.async: asynchronous).
 template <class Keys>
-__device__ __forceinline__ void stage_key(const KeyBytes& bytes, uint8_t* staged_key, int sub) {
+__device__ __forceinline__ void stage_key(const TokenBytes& bytes, uint8_t* staged_key, int sub) {
   if (bytes.nope == nullptr) return;
 #pragma unroll
   for (int i = 0; i < kNopeDim / 64; ++i) {
@@ -86,7 +87,7 @@ __device__ __forceinline__ void stage_key(const KeyBytes& bytes, uint8_t* staged
 // Dequantizes this thread's eighth of a staged key into row `key` of the bf16 key tile, and of the peer CTA's
 // tile too when kShare; a skipped key becomes zeros (its P is 0, and 0 * NaN would be NaN).
 template <class Keys, bool kShare>
-__device__ __forceinline__ void dequant_key(const Keys& source, const KeyBytes& bytes, const uint8_t* staged_key,
+__device__ __forceinline__ void dequant_key(const Keys& source, const TokenBytes& bytes, const uint8_t* staged_key,
                                             KTile k_tile, int key, int sub, uint32_t peer) {
   const uint32_t row = k_tile.chunk(key, sub);  // chunk sub + 8 j is `row` + j slices, here and in the peer
   const uint32_t peer_row = kShare ? peer_shared_address(row, peer) : 0u;
@@ -116,7 +117,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ __align__(128) uint8_t smem_raw[];
   SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw + (-smem_address(smem_raw) & 1023));
   const int row = blockIdx.x;
-  const int head_base = blockIdx.y * kHeadsPerWorkItem;
+  const int head_base = blockIdx.y * kHeadsPerCta;
   const int split = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
@@ -129,7 +130,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Q rows of this CTA's heads, copied asynchronously with the first tile's keys (the binding keeps q 16-byte
   // aligned); heads past num_heads are zeros and are never written out. The first tile's wait and proxy fence
   // cover these copies too.
-  for (int item = tid; item < kHeadsPerWorkItem * kChunksPerRow; item += kThreads) {
+  for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
     const int r = item / kChunksPerRow, c = item % kChunksPerRow;
     const int head = head_base + r;
     if (head < shape.num_heads) {
@@ -150,7 +151,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid < kKeysPerTile) {
       const int position = range.begin + tile * kKeysPerTile + tid;
       smem.keys[buffer][tid] =
-          position < range.end ? source.resolve(position, fetched) : KeyBytes{nullptr, nullptr, nullptr};
+          position < range.end ? source.resolve(position, fetched) : TokenBytes{nullptr, nullptr, nullptr};
     }
   };
 
@@ -158,7 +159,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warpgroup = warp / 4;   // keys 32 * warpgroup .. in QK, output dims 256 * warpgroup .. in PV
   const int partner = warp ^ 4;     // the warp with the same heads in the other warpgroup
   const int group = lane / 4, quad = lane % 4;
-  const float scale_log2 = shape.sm_scale * 1.4426950408889634f;
+  const float scale_log2 = shape.sm_scale * kLog2e;
   const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
   const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base + 32 * warpgroup * 128);  // its 32 keys
   // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 warpgroup.
@@ -207,7 +208,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       locate_tile(tile + 1, buffer ^ 1);
       fetch_tile(tile + 2);
     }
-    tile_barrier();  // next tile's KeyBytes visible; every reader of the key tile is done with the previous one
+    tile_barrier();  // next tile's TokenBytes visible; every reader of the key tile is done with the previous one
     if (tile + 1 < num_tiles) stage_tile(buffer ^ 1);
     cp_async_commit();
     cp_async_wait<1>();
@@ -326,30 +327,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     row_sum[r] += smem.row_stats[partner][r * 32 + lane];
     const int head = head_base + 16 * head_slice + group + 8 * r;
     if (head >= shape.num_heads) continue;
-    const bool empty = row_sum[r] == 0.f;  // no valid key: the max key alone contributes 1
-    const float lse = (row_max[r] + __log2f(row_sum[r])) * 0.6931471805599453f;
     const bool final_output = workspace.num_splits == 1;
-    float scale = empty ? 0.f : 1.f / row_sum[r];
-    if (final_output && outputs.attn_sink != nullptr && !empty) scale *= attn_sink_factor(outputs.attn_sink[head], lse);
+    const RowEnd end(row_sum[r], (row_max[r] + __log2f(row_sum[r])) * kLn2, final_output, outputs.attn_sink, head);
     const int64_t out_row = int64_t(row) * shape.num_heads + head;
     const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
     for (int n = 0; n < 32; ++n) {
       const int d = 256 * warpgroup + 8 * n + 2 * quad;
-      const float x = o[n][2 * r] * scale, y = o[n][2 * r + 1] * scale;
+      const float x = o[n][2 * r] * end.scale, y = o[n][2 * r + 1] * end.scale;
       if (final_output) {
         *reinterpret_cast<uint32_t*>(outputs.out + out_row * kHeadDim + d) = pack_bf16x2(x, y);
       } else {
         *reinterpret_cast<float2*>(workspace.out_accum + accum_row * kHeadDim + d) = make_float2(x, y);
       }
     }
-    if (warpgroup == 0 && quad == 0) {
-      if (final_output && outputs.lse != nullptr) {
-        outputs.lse[outputs.lse_offset(row, head, shape.num_heads)] = empty ? INFINITY : lse;
-      } else if (!final_output) {
-        workspace.lse_accum[accum_row] = empty ? -INFINITY : lse;
-      }
-    }
+    if (warpgroup == 0 && quad == 0) store_row_lse(outputs, workspace, shape, row, head, split, end.stored_lse);
   }
 }
 

@@ -6,7 +6,8 @@
 
 #include "../common/kv_cache.h"
 #include "../common/params.h"
-#include "../common/split_kv.h"
+#include "../gpu/attention.h"
+#include "../gpu/split_kv.h"
 
 namespace flash_mla::sm90 {
 

@@ -10,8 +10,8 @@ void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, cudaS
   const bool aligned = reinterpret_cast<uintptr_t>(params.kv_nope) % 8 == 0 &&
                        reinterpret_cast<uintptr_t>(params.kv_rope) % 8 == 0 &&
                        reinterpret_cast<uintptr_t>(params.kv_scales) % 4 == 0;
-  const AttentionShape shape{params.q, params.batch, params.num_heads, params.sm_scale};
-  const AttentionOutputs outputs{params.out, nullptr, nullptr, 1};
+  const AttentionShape shape = attention_shape(params);
+  const AttentionOutputs outputs = attention_outputs(params);
   if (aligned) {
     launch_attention<CsrKeys<true>>(params, shape, outputs, workspace, stream);
   } else {

@@ -6,19 +6,12 @@
 
 #include <cstdint>
 
-#include "../common/key_positions.h"
 #include "../common/kv_cache.h"
 #include "../common/params.h"
+#include "../gpu/key_positions.h"
 #include "dequant.cuh"
 
 namespace flash_mla::sm90 {
-
-// The global bytes of one key; nope == nullptr marks a position whose key is skipped (invalid index).
-struct KeyBytes {
-  const uint8_t* nope;
-  const uint8_t* rope;
-  const uint8_t* scales;
-};
 
 // A staged key in shared memory: [448 fp8 nope | 128 rope bytes | scales], kStagedKeyBytes apart.
 constexpr int kStagedKeyBytes = 608;
@@ -43,9 +36,9 @@ struct SparseKeys {
   // the position's token index (a global load), resolve turns it into byte addresses.
   __device__ int32_t fetch(int position) const { return positions.index(p, position); }
 
-  __device__ KeyBytes resolve(int position, int32_t index) const {
-    const TokenBytes token = locate_valid_token(positions.source(p, position).cache, index);
-    return {token.nope, token.rope, token.scales};
+  // The key's global bytes; nope == nullptr marks a skipped key (invalid index).
+  __device__ TokenBytes resolve(int position, int32_t index) const {
+    return locate_valid_token(positions.source(p, position).cache, index);
   }
 
   // A staged key's 7 e8m0 scale bytes (+ pad), and whether all fold into a bf16 exponent (the fast path).
@@ -88,11 +81,7 @@ struct CsrKeys {
 
   __device__ int32_t fetch(int position) const { return position; }
 
-  __device__ KeyBytes resolve(int position, int32_t) const {
-    const int64_t token = range.begin + position;
-    return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
-            reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
-  }
+  __device__ TokenBytes resolve(int position, int32_t) const { return csr_token_bytes(p, range.begin + position); }
 
   struct KeyScales {
     const float* scales;  // the staged fp32 scales

@@ -4,17 +4,15 @@
 #include <cuda_runtime.h>
 
 #include "../common/params.h"
-#include "../common/split_kv.h"
+#include "../gpu/split_kv.h"
 
 namespace flash_mla::sm90 {
 
-inline constexpr int kHeadsPerWorkItem = 64;  // heads of one CTA
-inline constexpr int kKeysPerTile = 64;       // keys dequantized and multiplied at a time
+inline constexpr int kHeadsPerCta = 64;  // heads of one CTA
+inline constexpr int kKeysPerTile = 64;  // keys dequantized and multiplied at a time
 
 // CTAs that share a query row's heads.
-inline constexpr int64_t num_head_groups(int64_t num_heads) {
-  return (num_heads + kHeadsPerWorkItem - 1) / kHeadsPerWorkItem;
-}
+inline constexpr int64_t num_head_groups(int64_t num_heads) { return (num_heads + kHeadsPerCta - 1) / kHeadsPerCta; }
 
 void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, cudaStream_t stream);
 void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, cudaStream_t stream);

@@ -13,8 +13,8 @@ void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace
     const PagedKVCache& cache = params.sources[s].cache;
     aligned &= reinterpret_cast<uintptr_t>(cache.data) % 8 == 0 && cache.block_stride % 8 == 0;
   }
-  const AttentionShape shape{params.q, params.batch * params.seq_q, params.num_heads, params.sm_scale};
-  const AttentionOutputs outputs{params.out, params.lse, params.attn_sink, params.seq_q};
+  const AttentionShape shape = attention_shape(params);
+  const AttentionOutputs outputs = attention_outputs(params);
   if (aligned) {
     launch_attention<SparseKeys<true>>(params, shape, outputs, workspace, stream);
   } else {

@@ -3,15 +3,9 @@
 // tensors. Built by tests/gfx942_emulation.py; never part of the wheel.
 #include <torch/library.h>
 
-#include "../../ops/ops.h"
-#include "../../ops/schemas.h"
+#include "../../ops/library.h"
 
-TORCH_LIBRARY(flash_mla_gfx942_emulated, m) {
-  m.def(flash_mla::ops::kSparseAttnDecodeSchema);
-  m.def(flash_mla::ops::kDecodeSchema);
-}
-
-TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, CPU, m) {
-  m.impl("sparse_attn_decode", &flash_mla::ops::sparse_attn_decode);
-  m.impl("decode", &flash_mla::ops::decode);
-}
+TORCH_LIBRARY(flash_mla_gfx942_emulated, m) { flash_mla::ops::define_ops(m); }
+TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, CPU, m) { flash_mla::ops::register_kernels(m); }
+TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, Meta, m) { flash_mla::ops::register_meta_kernels(m); }
+TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, Autograd, m) { flash_mla::ops::register_no_autograd(m); }

@@ -41,9 +41,17 @@ typedef struct EmulatedStream* hipStream_t;
 enum hipError_t { hipSuccess = 0 };
 inline hipError_t hipGetLastError() { return hipSuccess; }
 inline const char* hipGetErrorString(hipError_t) { return "no error"; }
+// An MI300X, as far as the backend asks.
 enum hipDeviceAttribute_t { hipDeviceAttributeMultiprocessorCount };
 inline hipError_t hipDeviceGetAttribute(int* value, hipDeviceAttribute_t, int) {
-  *value = 304;  // an MI300X's CUs
+  *value = 304;
+  return hipSuccess;
+}
+struct hipDeviceProp_t {
+  char gcnArchName[256];
+};
+inline hipError_t hipGetDeviceProperties(hipDeviceProp_t* properties, int) {
+  std::strcpy(properties->gcnArchName, "gfx942:sramecc+:xnack-");
   return hipSuccess;
 }
 

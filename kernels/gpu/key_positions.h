@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "kv_cache.h"
-#include "params.h"
+#include "../common/kv_cache.h"
+#include "../common/params.h"
 
 namespace flash_mla {
 
@@ -38,5 +38,11 @@ struct SparseRowPositions {
     return source.indices[int64_t(row) * source.topk + entry];
   }
 };
+
+// A CSR row's token `token` in decode's separate tensors: its nope bytes, rope and fp32 scales.
+FMLA_HOST_DEVICE TokenBytes csr_token_bytes(const DecodeParams& p, int64_t token) {
+  return {p.kv_nope + token * kNopeDim, reinterpret_cast<const uint8_t*>(p.kv_rope + token * kRopeDim),
+          reinterpret_cast<const uint8_t*>(p.kv_scales + token * kNumScaleTiles)};
+}
 
 }  // namespace flash_mla

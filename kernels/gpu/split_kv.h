@@ -5,8 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "host_device.h"
-#include "params.h"
+#include "../common/backend.h"
+#include "../common/host_device.h"
+#include "../common/params.h"
 
 namespace flash_mla {
 
@@ -41,6 +42,50 @@ inline int choose_num_splits(int64_t work_items, int64_t max_keys, int num_sms, 
   return best;
 }
 
+// Bytes of the split partials of rows x heads outputs: out_accum, then lse_accum.
+inline int64_t split_workspace_bytes(int num_splits, int64_t rows, int num_heads) {
+  return int64_t(num_splits) * rows * num_heads * (kHeadDim + 1) * int64_t(sizeof(float));
+}
+
+// The plan of a GPU attention kernel that runs heads_per_workgroup heads of a row per CTA/workgroup over key tiles
+// of key_tile keys, on a device of compute_units SMs/CUs: the split count and its partials' workspace.
+inline Plan plan_split_kv(int64_t rows, int num_heads, int64_t max_keys, int compute_units, int heads_per_workgroup,
+                          int key_tile) {
+  const int64_t head_groups = (num_heads + heads_per_workgroup - 1) / heads_per_workgroup;
+  Plan plan;
+  plan.num_splits = choose_num_splits(rows * head_groups, max_keys, compute_units, key_tile);
+  if (plan.num_splits > 1) plan.workspace_bytes = split_workspace_bytes(plan.num_splits, rows, num_heads);
+  return plan;
+}
+
+// Both ops' query rows and the keys a row may have: the sparse op's rows have at most the top-k of both caches;
+// decode's ranges are device data, so it plans for the average row, T / B tokens.
+inline int64_t query_rows(const SparseDecodeParams& p) { return int64_t(p.batch) * p.seq_q; }
+inline int64_t query_rows(const DecodeParams& p) { return p.batch; }
+inline int64_t planned_keys(const SparseDecodeParams& p) {
+  int64_t keys = 0;
+  for (int s = 0; s < p.num_sources; ++s) keys += p.sources[s].topk;
+  return keys;
+}
+inline int64_t planned_keys(const DecodeParams& p) { return p.batch > 0 ? (p.num_tokens + p.batch - 1) / p.batch : 0; }
+
+template <class Params>
+Plan plan_split_kv(const Params& p, int compute_units, int heads_per_workgroup, int key_tile) {
+  return plan_split_kv(query_rows(p), p.num_heads, planned_keys(p), compute_units, heads_per_workgroup, key_tile);
+}
+
+// The split partials in a plan's workspace (unused, null, when it does not split).
+template <class Params>
+SplitKVWorkspace split_workspace(const Params& p, const Plan& plan, void* workspace) {
+  SplitKVWorkspace splits;
+  splits.num_splits = plan.num_splits;
+  if (plan.num_splits > 1) {
+    splits.out_accum = static_cast<float*>(workspace);
+    splits.lse_accum = splits.out_accum + int64_t(plan.num_splits) * query_rows(p) * p.num_heads * kHeadDim;
+  }
+  return splits;
+}
+
 // Which of a row's positions [0, total) split s covers: equal chunks of whole key tiles.
 struct PositionRange {
   int begin;
@@ -63,9 +108,6 @@ FMLA_HOST_DEVICE float log_f32(float x) {
   return logf(x);
 #endif
 }
-
-// The attention-sink factor 1 / (1 + exp(sink - lse)): +inf sink gives 0, -inf gives 1.
-FMLA_HOST_DEVICE float attn_sink_factor(float sink, float lse) { return 1.f / (1.f + expf(sink - lse)); }
 
 // The merge of one (row, head)'s split partials: the weight max and sum of exp(lse_s - max), the merged lse
 // (+inf when no split had keys) and the factor that turns the weighted sum of partials into the output (1 / sum,
