@@ -42,7 +42,7 @@ def _check_python_types(op_name, checks, args, kwargs):
         value = values[name]
         if not isinstance(value, types) or isinstance(value, bool):
             allowed = type_name + (" or None" if optional else "")
-            raise TypeError(f"flash_mla.{op_name}: {name} must be a {allowed}, got {type(value).__name__}")
+            raise TypeError(f"flash_mla.{op_name}: {name} must be of type {allowed}, got {type(value).__name__}")
 
 
 def _op_function(name, doc):

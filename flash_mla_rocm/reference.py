@@ -14,7 +14,7 @@ def _gather_valid_keys(kv, indices, topk_length, kv_layout):
     """Keys [s_q, topk, 512] float64 (zero where invalid) and the validity mask [s_q, topk] of one batch row."""
     num_tokens = kv.shape[0] * kv.shape[1]
     topk = indices.shape[-1]
-    valid = (indices >= 0) & (indices < num_tokens)
+    valid = (indices >= 0) & (indices.long() < num_tokens)  # int64: num_tokens may be 2^31 or more
     if topk_length is not None:
         valid &= torch.arange(topk, device=indices.device) < topk_length.clamp(0, topk)
     tokens = torch.where(valid, indices, 0).long()[valid]
@@ -26,16 +26,20 @@ def _gather_valid_keys(kv, indices, topk_length, kv_layout):
 def _attend(q, keys, valid, sm_scale):
     """q [..., h, 512], keys [..., n, 512], valid [..., n] -> (out [..., h, 512], lse [..., h]), float64.
 
-    A row with no valid key gives out = 0 and lse = +inf.
+    A row with no valid key gives out = 0 and lse = +inf. p = exp(s - max) / sum(exp(s - max)), not exp(s - lse):
+    where |s| is so large that max + log(sum) rounds back to max, the latter would give every tied maximum p = 1.
+    A NaN in a selected key stays NaN in the output, as in the ops.
     """
     scores = torch.einsum("...hd,...nd->...hn", q.double(), keys) * sm_scale
     scores = scores.masked_fill(~valid.unsqueeze(-2), float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)
-    empty = ~valid.any(dim=-1, keepdim=True)
-    probs = torch.exp(scores - lse.unsqueeze(-1)).nan_to_num(0.0)
+    empty = ~valid.any(dim=-1)  # [...]: rows without a valid key, the same for every head
+    row_max = scores.amax(dim=-1, keepdim=True) if scores.shape[-1] else scores.new_zeros((*scores.shape[:-1], 1))
+    row_max = torch.where(empty[..., None, None], 0.0, row_max)
+    weights = torch.exp(scores - row_max)  # exactly 0 at invalid keys
+    total = weights.sum(dim=-1, keepdim=True)
+    probs = weights / torch.where(empty[..., None, None], 1.0, total)
     out = torch.einsum("...hn,...nd->...hd", probs, keys)
-    out = out.masked_fill(empty.unsqueeze(-1), 0.0)
-    lse = lse.masked_fill(empty, float("inf"))
+    lse = (row_max + torch.log(total)).squeeze(-1).masked_fill(empty[..., None], float("inf"))
     return out, lse
 
 
@@ -53,6 +57,9 @@ def sparse_attn_decode(
 ):
     """Reference of :func:`flash_mla_rocm.sparse_attn_decode`: (out [b, s_q, h_q, 512], lse [b, h_q, s_q]), float32."""
     sm_scale = DEFAULT_SM_SCALE if sm_scale is None else sm_scale
+    b, s_q, h_q = q.shape[:3]
+    if b == 0:
+        return q.new_zeros((0, s_q, h_q, HEAD_DIM), dtype=torch.float32), q.new_zeros((0, h_q, s_q), dtype=torch.float32)
     sources = [(kv, indices, topk_length)]
     if extra_kv is not None:
         sources.append((extra_kv, extra_indices, extra_topk_length))

@@ -55,7 +55,7 @@ def random_topk_length(batch, topk, device="cpu", generator=None) -> torch.Tenso
 def selected_tokens(num_tokens, indices, topk_length=None) -> torch.Tensor:
     """[num_tokens] bool: the tokens some valid index selects."""
     topk = indices.shape[-1]
-    valid = (indices >= 0) & (indices < num_tokens)
+    valid = (indices >= 0) & (indices.long() < num_tokens)  # int64: num_tokens may be 2^31 or more
     if topk_length is not None:
         positions = torch.arange(topk, device=indices.device)
         valid &= positions < topk_length.clamp(0, topk).view(-1, *([1] * (indices.dim() - 1)))
@@ -72,7 +72,7 @@ def poison_unselected(kv, kv_layout, selected):
     scales[unselected] = 0xFF
     raw = kv.view(torch.uint8)
     used = kv.shape[1] * kv.shape[3]
-    if kv.shape[0] > 0 and raw.stride(0) > used:
+    if kv.numel() > 0 and raw.stride(0) > used:  # an empty cache (block_size 0) has no padding to fill
         padding = raw.as_strided((kv.shape[0], raw.stride(0) - used), (raw.stride(0), 1), raw.storage_offset() + used)
         padding.fill_(0xFF)
 

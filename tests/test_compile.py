@@ -1,25 +1,33 @@
 """Registration of both ops, torch.library.opcheck, and torch.compile(fullgraph=True)."""
 
+import inspect
+import re
+
 import pytest
 import torch
 
 import flash_mla_rocm as fm
+from flash_mla_rocm import reference
 from flash_mla_rocm.testing import assert_graph_replays, make_decode_case, make_sparse_case
 
 
 def test_ops_are_registered_with_their_schemas():
     sparse = torch.ops.flash_mla.sparse_attn_decode.default._schema
-    assert [a.name for a in sparse.arguments] == [
-        "q", "kv", "indices", "topk_length", "sm_scale", "attn_sink",
-        "extra_kv", "extra_indices", "extra_topk_length", "kv_layout",
-    ]  # fmt: skip
     assert len(sparse.returns) == 2 and not sparse.is_mutable
-    decode = torch.ops.flash_mla.decode.default._schema
-    assert [a.name for a in decode.arguments] == [
-        "q", "kv_nope_fp8", "kv_rope", "kv_scales", "kv_indptr", "num_heads", "sm_scale",
-    ]  # fmt: skip
     for op in ("flash_mla::sparse_attn_decode", "flash_mla::decode"):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CPU")
+        for key in ("CPU", "Meta", "Autograd"):
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(op, key), (op, key)
+
+
+@pytest.mark.parametrize("name", ["sparse_attn_decode", "decode"])
+def test_python_signatures_are_the_schemas(name):
+    """The wrappers take their signatures from the schemas; the reference, the test oracle, states its own, which
+    must agree (it may add keyword options after the op's arguments)."""
+    schema = getattr(torch.ops.flash_mla, name).default._schema
+    expected = [(a.name, a.default_value if a.has_default_value() else inspect.Parameter.empty) for a in schema.arguments]
+    for function in (getattr(fm, name), getattr(reference, name)):
+        parameters = [(p.name, p.default) for p in inspect.signature(function).parameters.values()]
+        assert parameters[: len(expected)] == expected, function
 
 
 def sparse_cases(device, dtype=torch.float8_e4m3fn):
@@ -91,3 +99,66 @@ def test_cuda_graph_replays_with_new_inputs(device):
                                device=device, seed=seed) for seed in (1, 2)]  # fmt: skip
     decode = [make_decode_case([100, 3000, 0], 16, device=device, seed=seed) for seed in (3, 4)]
     assert_graph_replays(sparse, decode)
+
+
+def _meta(case):
+    return {k: v.to("meta") if torch.is_tensor(v) else v for k, v in case.items()}
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 (the test compares what each path raises)
+        return error
+    raise AssertionError("no exception raised")
+
+
+def _bad_calls():
+    """(id, op, arguments, exception type, message pattern) for every bad input the op tests list, and the Python
+    types and non-finite scales the wrappers and the contract refuse."""
+    from test_decode import BAD_INPUTS as DECODE_BAD_INPUTS
+    from test_sparse_attn_decode import BAD_INPUTS as SPARSE_BAD_INPUTS
+    from test_sparse_attn_decode import _valid_args
+
+    calls = []
+    for name, corrupt, error, message in SPARSE_BAD_INPUTS:
+        case = _valid_args("cpu")
+        case[name] = corrupt(case)
+        calls.append((f"sparse-{name}-{message[:24]}", fm.sparse_attn_decode, case, error, message))
+    for name, corrupt, error, message in DECODE_BAD_INPUTS:
+        case = make_decode_case([10, 12], 4)
+        case[name] = corrupt(case)
+        calls.append((f"decode-{name}-{message[:24]}", fm.decode, case, error, message))
+    sparse, decode = _valid_args("cpu"), make_decode_case([10, 12], 4)
+    for value in ["0.05", [0.05]]:
+        calls.append(("sparse-sm_scale-type", fm.sparse_attn_decode, dict(sparse, sm_scale=value), TypeError,
+                      "sm_scale must be of type float or None"))  # fmt: skip
+    calls.append(("sparse-kv_layout-type", fm.sparse_attn_decode, dict(sparse, kv_layout=1), TypeError,
+                  "kv_layout must be of type str, got int"))  # fmt: skip
+    calls.append(("sparse-q-type", fm.sparse_attn_decode, dict(sparse, q=sparse["q"].tolist()), TypeError,
+                  "q must be of type Tensor, got list"))  # fmt: skip
+    calls.append(("decode-num_heads-type", fm.decode, dict(decode, num_heads=4.0), TypeError,
+                  "num_heads must be of type int, got float"))  # fmt: skip
+    for value in [float("nan"), float("inf"), -float("inf"), 1e300]:
+        calls.append((f"sparse-sm_scale-{value}", fm.sparse_attn_decode, dict(sparse, sm_scale=value), ValueError,
+                      "sm_scale must be finite in float32"))  # fmt: skip
+        calls.append((f"decode-sm_scale-{value}", fm.decode, dict(decode, sm_scale=value), ValueError,
+                      "sm_scale must be finite in float32"))  # fmt: skip
+    return calls
+
+
+BAD_CALLS = _bad_calls()
+
+
+@pytest.mark.parametrize("op, case, error, message", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_raises_alike_on_cpu_meta_and_under_compile(op, case, error, message):
+    """One validator: the same exception type and message on CPU tensors and on meta tensors. Under
+    torch.compile(fullgraph=True), dynamo reports any exception raised while it traces an operator, torch's own
+    included, as its own TorchRuntimeError or Unsupported; ours is carried in it verbatim."""
+    eager = _raised(lambda: op(**case))
+    assert type(eager) is error and re.search(message, str(eager)), repr(eager)
+    meta = _raised(lambda: op(**_meta(case)))
+    assert type(meta) is type(eager) and str(meta) == str(eager)
+    torch._dynamo.reset()
+    compiled = _raised(lambda: torch.compile(op, fullgraph=True)(**case))
+    assert repr(eager) in str(compiled), str(compiled)

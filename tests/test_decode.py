@@ -115,8 +115,18 @@ def test_bad_input_raises_naming_the_argument(device, name, corrupt, error, mess
 
 
 def test_tensor_on_another_device_raises(device):
-    """On the CPU the call dispatches to the fake kernel (meta wins), on a GPU to the op's own check."""
+    """On the CPU a meta tensor sends the call to the meta kernel, on a GPU a CPU tensor stays with the GPU kernel:
+    the same check either way."""
     case = make_decode_case([10, 12], 4, device=device)
     other = torch.device("meta" if device == "cpu" else "cpu")
-    with pytest.raises((ValueError, RuntimeError), match="kv_rope must be on"):
+    with pytest.raises(ValueError, match="kv_rope must be on"):
         fm.decode(**dict(case, kv_rope=case["kv_rope"].to(other)))
+
+
+def test_backward_raises(device):
+    """An inference op: its output carries no gradient function that would silently leave q.grad None."""
+    case = make_decode_case([10, 12], 4, device=device)
+    q = case["q"].clone().requires_grad_()
+    out = fm.decode(**dict(case, q=q))
+    with pytest.raises(RuntimeError, match="decode.*not implemented|not implemented.*decode"):
+        out.float().sum().backward()

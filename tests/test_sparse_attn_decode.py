@@ -192,11 +192,21 @@ def test_extra_topk_length_needs_extra_kv(device):
 
 
 def test_tensor_on_another_device_raises(device):
-    """On the CPU the call dispatches to the fake kernel (meta wins), on a GPU to the op's own check."""
+    """On the CPU a meta tensor sends the call to the meta kernel, on a GPU a CPU tensor stays with the GPU kernel:
+    the same check either way."""
     case = make_sparse_case(2, 1, 4, 8, 2, 64, device=device)
     other = torch.device("meta" if device == "cpu" else "cpu")
-    with pytest.raises((ValueError, RuntimeError), match="indices must be on"):
+    with pytest.raises(ValueError, match="indices must be on"):
         fm.sparse_attn_decode(**dict(case, indices=case["indices"].to(other)))
+
+
+def test_backward_raises(device):
+    """An inference op: its outputs carry no gradient function that would silently leave q.grad None."""
+    case = make_sparse_case(2, 1, 4, 8, 2, 64, device=device)
+    q = case["q"].clone().requires_grad_()
+    out, lse = fm.sparse_attn_decode(**dict(case, q=q))
+    with pytest.raises(RuntimeError, match="sparse_attn_decode.*not implemented|not implemented.*sparse_attn_decode"):
+        (out.float().sum() + lse.sum()).backward()
 
 
 def test_quantized_random_latents_attend_like_the_float_latents(device):
