@@ -50,32 +50,35 @@ def rocm_offload_archs(value):
     return [f"--offload-arch={arch}" for arch in archs]
 
 
-def gpu_backend():
-    """The GPU backend this torch can build, with its sources and compiler flags, or None."""
+def gpu_backends():
+    """[(name, sources, compiler flags)] of the GPU backends this torch's toolchain builds: every one of them goes into
+    the extension, and the binding layer picks one per device at run time (kernels/ops/backends.cpp). The sources of
+    one toolchain are compiled with all of its backends' flags together."""
     if os.environ.get("FLASH_MLA_GPU", "1") == "0":
-        return None
+        return []
     if torch.version.hip:
         archs = rocm_offload_archs(os.environ.get("FLASH_MLA_ROCM_ARCH", "gfx942"))
-        return "gfx942", sources("gfx942", "*.hip", "*.cpp"), archs + ["-O3", "-std=c++17"]
+        return [("gfx942", sources("gfx942", "*.hip"), archs)]
     if torch.version.cuda:
-        flags = ["-O3", "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "--use_fast_math", "-lineinfo"]
-        return "sm90", sources("sm90", "*.cu"), flags
-    return None
+        return [("sm90", sources("sm90", "*.cu"), ["-gencode=arch=compute_90a,code=sm_90a", "--use_fast_math", "-lineinfo"])]
+    return []
 
 
 def extension():
     cpu_sources = ["kernels/registration.cpp"] + sources("ops", "*.cpp") + sources("cpu", "*.cpp")
-    backend = gpu_backend()
-    if backend is None or not backend[1]:
-        print("flash_mla_rocm: building the CPU kernels" + ("" if backend is None else f" ({backend[0]} has no sources)"))
+    backends = [b for b in gpu_backends() if b[1]]
+    if not backends:
+        print("flash_mla_rocm: building the CPU kernels")
         return CppExtension("flash_mla_rocm._C", cpu_sources, extra_compile_args={"cxx": CXX_FLAGS})
-    name, gpu_sources, gpu_flags = backend
-    print(f"flash_mla_rocm: building the CPU kernels and the {name} kernels ({len(gpu_sources)} sources)")
-    macro = ["-DFLASH_MLA_WITH_GPU", f"-DFLASH_MLA_WITH_{name.upper()}"]
+    names = " and ".join(name for name, _, _ in backends)
+    gpu_sources = [source for _, files, _ in backends for source in files]
+    print(f"flash_mla_rocm: building the CPU kernels and the {names} kernels ({len(gpu_sources)} sources)")
+    macros = ["-DFLASH_MLA_WITH_GPU"] + [f"-DFLASH_MLA_WITH_{name.upper()}" for name, _, _ in backends]
+    gpu_flags = ["-O3", "-std=c++17"] + [flag for _, _, flags in backends for flag in flags]
     return CUDAExtension(
         "flash_mla_rocm._C",
         cpu_sources + gpu_sources,
-        extra_compile_args={"cxx": CXX_FLAGS + macro, "nvcc": gpu_flags + macro},
+        extra_compile_args={"cxx": CXX_FLAGS + macros, "nvcc": gpu_flags + macros},
     )
 
 

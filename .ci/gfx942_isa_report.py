@@ -1,4 +1,4 @@
-"""Static ISA report and budget checks for the gfx942 kernels (BRIEF §6, check 1).
+"""Static ISA report and budget checks for the gfx942 kernels (docs/design.md, section 5: the compile check).
 
 Reads the assembly clang emits for each kernels/gfx942/*.hip source (device-only, gfx942) and prints, per kernel:
 registers, LDS, scratch, the waves per SIMD they allow, and for the attention kernels the instruction mix of one
@@ -8,7 +8,7 @@ attention kernel has no bf16 MFMA in its hot loop or exceeds its register/LDS bu
 
 Cycle model (one SIMD, wave64): v_mfma_f32_16x16x16_bf16 = 16 cycles (MI300X: 1307 TFLOP/s at 2.1 GHz over
 1216 SIMDs = 512 FLOP/clk, and one MFMA is 8192 FLOP); a VALU instruction = 4 cycles (16 lanes a cycle),
-transcendentals 16; an LDS instruction = 4 issue cycles. Target (issue 4): per key, (VALU + LDS) cycles at most
+transcendentals 16; an LDS instruction = 4 issue cycles. Target: per key, (VALU + LDS) cycles at most
 half of the MFMA cycles.
 """
 

@@ -1,6 +1,6 @@
 """The gfx942 emulation itself, held to the CDNA3 ISA apart from any kernel: the lane layouts of
-v_mfma_f32_16x16x16_bf16 (BRIEF §6, as AMD's matrix instruction calculator prints them for CDNA3) and the
-cross-lane moves the kernels use. A kernel and an emulation wrong in the same way would pass the op tests."""
+v_mfma_f32_16x16x16_bf16 (docs/design.md, section 5, as AMD's matrix instruction calculator prints them for CDNA3)
+and the cross-lane moves the kernels use. A kernel and an emulation wrong in the same way would pass the op tests."""
 
 import os
 
