@@ -18,6 +18,7 @@ Exits non-zero if a check fails.
 
 import argparse
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -83,12 +84,14 @@ def main():
     differ = (full_out.float() - single_out.float()).abs().max().item()
     equal = torch.equal(full_out, single_out) and torch.equal(full_lse, single_lse)
     where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
-    print(
-        f"rank {rank}/{world} on {where}: heads {mine[0] * heads_per_shard}..{(mine[-1] + 1) * heads_per_shard - 1}"
-        f" in {shards_per_rank} shard(s) of {heads_per_shard}; gathered {args.heads} heads match one device "
-        f"({'bit for bit' if equal else f'max |d out| {differ:.3g}'}) and the reference",
-        flush=True,
+    first, last = mine[0] * heads_per_shard, (mine[-1] + 1) * heads_per_shard - 1
+    match = "bit for bit" if equal else f"max |d out| {differ:.3g}"
+    # One write a line, so that the ranks' lines do not interleave.
+    sys.stdout.write(
+        f"rank {rank}/{world} on {where}: heads {first}..{last} in {shards_per_rank} shard(s) of {heads_per_shard}; "
+        f"gathered {args.heads} heads match one device ({match}) and the reference\n"
     )
+    sys.stdout.flush()
     dist.barrier()
     dist.destroy_process_group()
 

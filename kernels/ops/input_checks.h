@@ -6,21 +6,25 @@
 #include <ATen/ATen.h>
 
 #include <initializer_list>
-#include <sstream>
+#include <optional>
 #include <string>
 
 #include "../common/kv_cache.h"
 
 namespace flash_mla::ops {
 
-// "[2, 3, 512]" (a symbolic size prints as its symbol). Formatted here, not streamed as an IntArrayRef: that
-// crashed inside torch 2.11's string helpers on the H200 image.
+// A size as text. Never streamed through torch's operator<< (a std::ostream handed across the library boundary
+// crashed with torch 2.11's build on the H200 image); a symbolic size is made concrete, on the error path only.
+inline std::string size_string(const c10::SymInt& size) {
+  const std::optional<int64_t> value = size.maybe_as_int();
+  return std::to_string(value ? *value : size.guard_int(__FILE__, __LINE__));
+}
+
+// "[2, 3, 512]".
 inline std::string shape_string(const at::Tensor& t) {
-  std::ostringstream text;
-  text << "[";
-  for (int64_t i = 0; i < t.dim(); ++i) text << (i ? ", " : "") << t.sym_size(i);
-  text << "]";
-  return text.str();
+  std::string text = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) text += (i ? ", " : "") + size_string(t.sym_size(i));
+  return text + "]";
 }
 
 class InputChecker {
@@ -31,36 +35,35 @@ class InputChecker {
   void tensor(const at::Tensor& t, const char* name, std::initializer_list<at::ScalarType> dtypes, const char* dims,
               std::initializer_list<c10::SymInt> expected) const {
     bool dtype_ok = false;
-    std::string allowed;
-    for (at::ScalarType dtype : dtypes) {
-      dtype_ok |= t.scalar_type() == dtype;
-      allowed += (allowed.empty() ? "" : " or ") + std::string(c10::toString(dtype));
+    for (at::ScalarType dtype : dtypes) dtype_ok |= t.scalar_type() == dtype;
+    if (!dtype_ok) {
+      std::string allowed;
+      for (at::ScalarType dtype : dtypes)
+        allowed += (allowed.empty() ? "" : " or ") + std::string(c10::toString(dtype));
+      TORCH_CHECK_TYPE(false, op_, ": ", name, " must have dtype ", allowed, ", got ", c10::toString(t.scalar_type()));
     }
-    TORCH_CHECK_TYPE(dtype_ok, op_, ": ", name, " must have dtype ", allowed, ", got ", t.scalar_type());
     bool shape_ok = t.dim() == int64_t(expected.size());
-    std::ostringstream want;
-    want << "[";
-    int i = 0;
+    int64_t i = 0;
     for (const c10::SymInt& size : expected) {
-      const bool any = size.is_heap_allocated() ? false : size == -1;
-      want << (i ? ", " : "");
-      if (any) {
-        want << "*";
-      } else {
-        want << size;
-      }
-      shape_ok = shape_ok && (any || t.sym_size(i) == size);
+      shape_ok = shape_ok && (is_any(size) || t.sym_size(i) == size);
       ++i;
     }
-    want << "]";
-    TORCH_CHECK_VALUE(shape_ok, op_, ": ", name, " must have shape ", dims, " = ", want.str(), ", got ",
-                      shape_string(t));
-    TORCH_CHECK_VALUE(t.device() == device_, op_, ": ", name, " must be on ", device_, " like q, got ", t.device());
+    if (!shape_ok) {
+      std::string want = "[";
+      i = 0;
+      for (const c10::SymInt& size : expected) want += (i++ ? ", " : "") + (is_any(size) ? "*" : size_string(size));
+      TORCH_CHECK_VALUE(false, op_, ": ", name, " must have shape ", dims, " = ", want + "]", ", got ",
+                        shape_string(t));
+    }
+    TORCH_CHECK_VALUE(t.device() == device_, op_, ": ", name, " must be on ", device_.str(), " like q, got ",
+                      t.device().str());
   }
 
   void value(bool ok, const std::string& message) const { TORCH_CHECK_VALUE(ok, op_, ": ", message); }
 
  private:
+  static bool is_any(const c10::SymInt& size) { return !size.is_heap_allocated() && size == -1; }
+
   const char* op_;
   at::Device device_;
 };
