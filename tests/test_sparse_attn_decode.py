@@ -132,13 +132,42 @@ def test_cache_views(device, kv_layout):
     assert torch.equal(fm.sparse_attn_decode(**dict(case, kv=doubled))[0], expected[0])
 
 
-def test_non_contiguous_inputs(device):
-    case = make_sparse_case(2, 3, 8, 24, 2, 64, topk_length=True, device=device)
+def _in_wider(t, last, offset):
+    """t's values inside a wider buffer: a view of t's shape whose last dimension starts at `offset` of `last`."""
+    wide = torch.full((*t.shape[:-1], last), -7, dtype=t.dtype, device=t.device)
+    wide[..., offset : offset + t.shape[-1]] = t
+    return wide[..., offset : offset + t.shape[-1]]
+
+
+STRIDED_VIEWS = {
+    # q: heads and tokens swapped in memory, q in a wider row (read in place), q rows 2 bytes off alignment (copied)
+    "q-transposed": lambda c: {"q": c["q"].transpose(1, 2).contiguous().transpose(1, 2)},
+    "q-wider-row": lambda c: {"q": _in_wider(c["q"], 576, 64)},
+    "q-misaligned": lambda c: {"q": _in_wider(c["q"], 520, 1)},
+    # indices: lists inside a wider top-k buffer, one list shared by every token (stride 0), entries strided (copied)
+    "indices-wider": lambda c: {"indices": _in_wider(c["indices"], 40, 3),
+                                "extra_indices": _in_wider(c["extra_indices"], 17, 5)},  # fmt: skip
+    "indices-shared": lambda c: {"indices": c["indices"][:, :1].expand(c["indices"].shape)},
+    "indices-transposed": lambda c: {"indices": c["indices"].transpose(0, 2).contiguous().transpose(0, 2)},
+    # lengths every other element of a buffer
+    "lengths-strided": lambda c: {"topk_length": torch.stack([c["topk_length"], -c["topk_length"]], 1)[:, 0],
+                                  "extra_topk_length": torch.stack([-c["extra_topk_length"], c["extra_topk_length"]],
+                                                                   1)[:, 1]},  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("view", list(STRIDED_VIEWS))
+def test_non_contiguous_inputs(device, view):
+    """Engines pass views: q, the index lists and the lengths are read through their strides (or copied where the
+    kernels cannot), with the same result as contiguous tensors, bit for bit."""
+    case = make_sparse_case(2, 3, 8, 24, 4, 64, extra_topk=8, extra_block_size=2, topk_length=True,
+                            extra_topk_length=True, invalid_fraction=0.1, device=device)  # fmt: skip
+    views = STRIDED_VIEWS[view](case)
+    if view == "indices-shared":  # the expected result is that of the shared lists, contiguous
+        case["indices"] = views["indices"].contiguous()
+    assert not any(v.is_contiguous() for v in views.values() if v.dim() > 1 or v.stride(0) != 1)
     expected = fm.sparse_attn_decode(**case)
-    q = case["q"].transpose(1, 2).contiguous().transpose(1, 2)
-    indices = case["indices"].transpose(0, 2).contiguous().transpose(0, 2)
-    assert not q.is_contiguous() and not indices.is_contiguous()
-    out, lse = fm.sparse_attn_decode(**dict(case, q=q, indices=indices))
+    out, lse = fm.sparse_attn_decode(**dict(case, **views))
     assert torch.equal(out, expected[0]) and torch.equal(lse, expected[1])
 
 

@@ -81,11 +81,4 @@ FMLA_HOST_DEVICE TokenBytes locate_valid_token(const PagedKVCache& cache, int32_
   return locate_token(cache, token);
 }
 
-// Number of entries of a top-k list that count: topk_length clamped to [0, topk]; no length means all.
-FMLA_HOST_DEVICE int clamp_topk_length(const int32_t* topk_length, int batch_index, int topk) {
-  if (topk_length == nullptr) return topk;
-  const int32_t length = topk_length[batch_index];
-  return length < 0 ? 0 : (length > topk ? topk : length);
-}
-
 }  // namespace flash_mla

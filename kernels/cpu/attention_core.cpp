@@ -36,7 +36,7 @@ void dequantize_key(const uint8_t* nope, const float* scales, const uint16_t* ro
   for (int i = 0; i < kRopeDim; ++i) key[kNopeDim + i] = bf16_bits_to_float(rope[i]);
 }
 
-RowAttention::RowAttention(const uint16_t* q_row, int num_heads, float sm_scale)
+RowAttention::RowAttention(const uint16_t* q_row, int64_t head_stride, int num_heads, float sm_scale)
     : num_heads_(num_heads),
       sm_scale_(sm_scale),
       q_(size_t(num_heads) * kHeadDim),
@@ -45,7 +45,8 @@ RowAttention::RowAttention(const uint16_t* q_row, int num_heads, float sm_scale)
       row_sum_(num_heads, 0.f),
       scores_(kKeyTile),
       tile_(std::make_unique<KeyTile>()) {
-  for (size_t i = 0; i < q_.size(); ++i) q_[i] = bf16_bits_to_float(q_row[i]);
+  for (int h = 0; h < num_heads; ++h)
+    for (int i = 0; i < kHeadDim; ++i) q_[size_t(h) * kHeadDim + i] = bf16_bits_to_float(q_row[h * head_stride + i]);
 }
 
 void RowAttention::attend_tile() {

@@ -23,8 +23,8 @@ void dequantize_key(const uint8_t* nope, const float* scales, const uint16_t* ro
 
 class RowAttention {
  public:
-  // q_row: [num_heads, 512] bf16 of one query row.
-  RowAttention(const uint16_t* q_row, int num_heads, float sm_scale);
+  // q_row: num_heads heads of 512 bf16 each, head_stride elements apart (one query row).
+  RowAttention(const uint16_t* q_row, int64_t head_stride, int num_heads, float sm_scale);
 
   // Where the next key goes: dequantize it there, then push_key().
   float* key_slot() { return tile_->keys[tile_->count]; }

@@ -21,11 +21,11 @@ void dequantize_cache_token(const PagedKVCache& cache, int32_t token, float* key
 
 void attend_row(const SparseDecodeParams& p, int batch_index, int query_index) {
   const int64_t row = int64_t(batch_index) * p.seq_q + query_index;
-  RowAttention attention(p.q + row * p.num_heads * kHeadDim, p.num_heads, p.sm_scale);
+  RowAttention attention(p.q.row(int(row)), p.q.head_stride, p.num_heads, p.sm_scale);
   for (int s = 0; s < p.num_sources; ++s) {
     const SparseKVSource& source = p.sources[s];
-    const int length = clamp_topk_length(source.topk_length, batch_index, source.topk);
-    const int32_t* indices = source.indices + row * source.topk;
+    const int length = source.length(batch_index);
+    const int32_t* indices = source.list(batch_index, query_index);
     for (int k = 0; k < length; ++k) {
       if (!is_valid_token(indices[k], source.cache.num_tokens)) continue;
       dequantize_cache_token(source.cache, indices[k], attention.key_slot());

@@ -158,13 +158,13 @@ __global__ void __launch_bounds__(kThreads)
   };
   auto load_tile = [&](int tile, int32_t index) {
     return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_element, share_in_nope,
-                          reinterpret_cast<const uint8_t*>(shape.q), lane);
+                          reinterpret_cast<const uint8_t*>(shape.q.data), lane);
   };
 
   // Q^T as B operands: this lane's head, dims of chunk c in the same order as the K reads below. Heads past
   // num_heads are zeros and are never written out.
   bf16x4 q[2 * kWaveReads];
-  const uint16_t* q_row = shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim;
+  const uint16_t* q_row = shape.q.row(row) + head * shape.q.head_stride;
 #pragma unroll
   for (int p = 0; p < kWaveReads; ++p) {
     const int c = dim_half * 32 + 4 * p + lane_group;

@@ -39,13 +39,13 @@ struct SparseKeys {
   // The keys of the tile starting at (wave-uniform) position `first`: entries of one list.
   struct TileKeys {
     const SparseKVSource& source;
-    int row;
+    const int32_t* list;
     int first_position;  // of the list's entry 0
     int length;          // of the list
 
     __device__ int32_t fetch(int position) const {
       const int entry = position - first_position;
-      return entry < length ? SparseRowPositions::listed_index(source, row, entry) : -1;
+      return entry < length ? list[entry] : -1;
     }
 
     // The key's bytes; nope == nullptr for an invalid index.
@@ -54,8 +54,8 @@ struct SparseKeys {
 
   __device__ TileKeys tile(int first) const {
     const bool main = first < padded_main_length;
-    return {main ? p.sources[0] : p.sources[1], lists.row, main ? 0 : padded_main_length,
-            main ? lists.main_length : lists.total - lists.main_length};
+    return {main ? p.sources[0] : p.sources[1], main ? lists.main_list : lists.extra_list,
+            main ? 0 : padded_main_length, main ? lists.main_length : lists.total - lists.main_length};
   }
 
   static constexpr int kScaleBytes = 1;  // e8m0

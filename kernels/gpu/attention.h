@@ -14,7 +14,7 @@ namespace flash_mla {
 
 // Either op as query rows (sparse: b * s_q; decode: B) of num_heads heads each.
 struct AttentionShape {
-  const uint16_t* q;  // [rows, num_heads, 512] bf16
+  QueryRows q;  // rows of num_heads heads of 512 bf16
   int num_rows;
   int num_heads;
   float sm_scale;

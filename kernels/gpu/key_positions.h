@@ -12,15 +12,17 @@ namespace flash_mla {
 // Sparse row: positions [0, main_length) are entries of the main cache's top-k list, [main_length, total) of
 // the extra cache's (both lists cut to their clamped top-k lengths).
 struct SparseRowPositions {
-  int row;  // batch * seq_q + query token
+  const int32_t* main_list;   // the row's top-k list in the main cache
+  const int32_t* extra_list;  // and in the extra cache (null without one)
   int main_length;
   int total;
 
-  FMLA_HOST_DEVICE SparseRowPositions(const SparseDecodeParams& p, int query_row) : row(query_row) {
-    const int batch = query_row / p.seq_q;
-    main_length = clamp_topk_length(p.sources[0].topk_length, batch, p.sources[0].topk);
-    const int extra = p.num_sources > 1 ? clamp_topk_length(p.sources[1].topk_length, batch, p.sources[1].topk) : 0;
-    total = main_length + extra;
+  FMLA_HOST_DEVICE SparseRowPositions(const SparseDecodeParams& p, int query_row) {
+    const int batch = query_row / p.seq_q, token = query_row % p.seq_q;
+    main_list = p.sources[0].list(batch, token);
+    extra_list = p.num_sources > 1 ? p.sources[1].list(batch, token) : nullptr;
+    main_length = p.sources[0].length(batch);
+    total = main_length + (p.num_sources > 1 ? p.sources[1].length(batch) : 0);
   }
 
   FMLA_HOST_DEVICE const SparseKVSource& source(const SparseDecodeParams& p, int position) const {
@@ -28,14 +30,8 @@ struct SparseRowPositions {
   }
 
   // The token index stored at a position (a global load; may be invalid).
-  FMLA_HOST_DEVICE int32_t index(const SparseDecodeParams& p, int position) const {
-    const bool main = position < main_length;
-    return listed_index(main ? p.sources[0] : p.sources[1], row, main ? position : position - main_length);
-  }
-
-  // Entry `entry` of query row `row`'s top-k list of one source.
-  FMLA_HOST_DEVICE static int32_t listed_index(const SparseKVSource& source, int row, int entry) {
-    return source.indices[int64_t(row) * source.topk + entry];
+  FMLA_HOST_DEVICE int32_t index(int position) const {
+    return position < main_length ? main_list[position] : extra_list[position - main_length];
   }
 };
 

@@ -20,10 +20,26 @@ inline void* current_stream(const at::Device& device) {
   return c10::impl::getDeviceGuardImpl(device.type())->getStream(device).native_handle();
 }
 
-// t contiguous, and its data aligned to `alignment` bytes: t itself or a copy.
-inline at::Tensor contiguous_aligned(const at::Tensor& t, int alignment) {
-  at::Tensor c = t.contiguous();
-  return reinterpret_cast<uintptr_t>(c.data_ptr()) % alignment == 0 ? c : c.clone();
+// q ([b, s_q, h, 512] or [B, H, 512] bf16) as the kernels read it, through its strides: in place when each head's
+// 512 values are contiguous and every head row starts `alignment`-byte aligned, else from a contiguous aligned copy.
+// `owner` keeps whichever tensor the rows point into alive.
+inline QueryRows query_rows(const at::Tensor& q, int alignment, at::Tensor& owner) {
+  auto aligned = [&](const at::Tensor& t) {
+    bool ok = t.stride(-1) == 1 && reinterpret_cast<uintptr_t>(t.data_ptr()) % alignment == 0;
+    for (int64_t d = 0; d + 1 < t.dim(); ++d) ok = ok && (t.size(d) <= 1 || t.stride(d) * 2 % alignment == 0);
+    return ok;
+  };
+  owner = q;
+  if (!aligned(owner)) owner = q.contiguous();
+  if (!aligned(owner)) owner = owner.clone();  // a contiguous tensor at a misaligned offset
+  QueryRows rows;
+  rows.data = static_cast<const uint16_t*>(owner.data_ptr());
+  const bool sparse = owner.dim() == 4;  // [b, s_q, h, 512]; decode's [B, H, 512] has one token a row
+  rows.seq_q = sparse ? int(owner.size(1)) : 1;
+  rows.batch_stride = owner.stride(0);
+  rows.seq_stride = sparse ? owner.stride(1) : 0;
+  rows.head_stride = owner.stride(sparse ? 2 : 1);
+  return rows;
 }
 
 // Plans the call on the backend, allocates its workspace, runs it on the device's current stream.

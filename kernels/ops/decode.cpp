@@ -18,7 +18,7 @@ at::Tensor decode(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const at::
   const Backend& backend = backend_for(q.device());
   poison_if_requested(out);
 
-  const at::Tensor q_c = contiguous_aligned(q, backend.q_alignment);
+  at::Tensor q_owner;
   const at::Tensor nope_c = kv_nope_fp8.contiguous();
   const at::Tensor rope_c = kv_rope.contiguous();
   const at::Tensor scales_c = kv_scales.contiguous();
@@ -28,7 +28,7 @@ at::Tensor decode(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const at::
   params.batch = int(q.size(0));
   params.num_heads = int(q.size(1));
   params.num_tokens = kv_nope_fp8.size(0);
-  params.q = static_cast<const uint16_t*>(q_c.data_ptr());
+  params.q = query_rows(q, backend.q_alignment, q_owner);
   params.kv_nope = static_cast<const uint8_t*>(nope_c.data_ptr());
   params.format = fp8_format_of(kv_nope_fp8.scalar_type());
   params.kv_rope = static_cast<const uint16_t*>(rope_c.data_ptr());

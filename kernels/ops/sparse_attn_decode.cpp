@@ -9,6 +9,28 @@
 namespace flash_mla::ops {
 namespace {
 
+// The index lists as the kernels read them, through their batch and token strides: in place when each list's
+// entries are contiguous, else a copy.
+at::Tensor with_contiguous_lists(const at::Tensor& indices) {
+  return indices.size(2) <= 1 || indices.stride(2) == 1 ? indices : indices.contiguous();
+}
+
+// A source's lists and lengths, read in place through their strides.
+SparseKVSource sparse_source(const PagedKVCache& cache, const at::Tensor& indices,
+                             const std::optional<at::Tensor>& topk_length) {
+  SparseKVSource source;
+  source.cache = cache;
+  source.indices = indices.data_ptr<int32_t>();
+  source.indices_batch_stride = indices.stride(0);
+  source.indices_seq_stride = indices.stride(1);
+  if (topk_length) {
+    source.topk_length = topk_length->data_ptr<int32_t>();
+    source.topk_length_stride = topk_length->stride(0);
+  }
+  source.topk = int(indices.size(2));
+  return source;
+}
+
 // The kernels read each block's block_size * 584 bytes as one dense run at kv.stride(0); any other view is copied.
 at::Tensor with_dense_blocks(const at::Tensor& kv) {
   const bool dense = kv.stride(3) == 1 && (kv.size(1) <= 1 || kv.stride(1) == kTokenBytes);
@@ -42,28 +64,24 @@ std::tuple<at::Tensor, at::Tensor> sparse_attn_decode(
   poison_if_requested(out);
   poison_if_requested(lse);
 
-  // Owners of every pointer placed in params, alive until the kernel is done.
-  const at::Tensor q_c = contiguous_aligned(q, backend.q_alignment);
+  // Owners of every pointer placed in params, alive until the kernel is done. q, the index lists and the lengths
+  // are read in place through their strides wherever the kernels can.
+  at::Tensor q_owner;
   const at::Tensor kv_c = with_dense_blocks(kv);
-  const at::Tensor indices_c = indices.contiguous();
-  const at::Tensor topk_length_c = topk_length ? topk_length->contiguous() : at::Tensor();
+  const at::Tensor indices_c = with_contiguous_lists(indices);
   const at::Tensor sink_c = attn_sink ? attn_sink->contiguous() : at::Tensor();
   const at::Tensor extra_kv_c = extra_kv ? with_dense_blocks(*extra_kv) : at::Tensor();
-  const at::Tensor extra_indices_c = extra_indices ? extra_indices->contiguous() : at::Tensor();
-  const at::Tensor extra_topk_length_c = extra_topk_length ? extra_topk_length->contiguous() : at::Tensor();
+  const at::Tensor extra_indices_c = extra_indices ? with_contiguous_lists(*extra_indices) : at::Tensor();
 
   SparseDecodeParams params;
   params.batch = int(q.size(0));
   params.seq_q = int(q.size(1));
   params.num_heads = int(q.size(2));
-  params.q = static_cast<const uint16_t*>(q_c.data_ptr());
-  params.sources[0] = {paged_cache(kv_c, layout), indices_c.data_ptr<int32_t>(),
-                       topk_length ? topk_length_c.data_ptr<int32_t>() : nullptr, int(indices.size(2))};
+  params.q = query_rows(q, backend.q_alignment, q_owner);
+  params.sources[0] = sparse_source(paged_cache(kv_c, layout), indices_c, topk_length);
   params.num_sources = 1;
   if (extra_kv) {
-    params.sources[1] = {paged_cache(extra_kv_c, layout), extra_indices_c.data_ptr<int32_t>(),
-                         extra_topk_length ? extra_topk_length_c.data_ptr<int32_t>() : nullptr,
-                         int(extra_indices->size(2))};
+    params.sources[1] = sparse_source(paged_cache(extra_kv_c, layout), extra_indices_c, extra_topk_length);
     params.num_sources = 2;
   }
   params.sm_scale = resolve_sm_scale(sm_scale);

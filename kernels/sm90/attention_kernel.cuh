@@ -127,14 +127,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const QTile q_tile{smem_address(smem.q)};
   const KTile k_tile{smem_address(smem.k)};
 
-  // Q rows of this CTA's heads, copied asynchronously with the first tile's keys (the binding keeps q 16-byte
-  // aligned); heads past num_heads are zeros and are never written out. The first tile's wait and proxy fence
-  // cover these copies too.
+  // Q rows of this CTA's heads, read in place through q's strides and copied asynchronously with the first tile's
+  // keys (the binding keeps every q row 16-byte aligned: backend q_alignment); heads past num_heads are zeros and
+  // are never written out. The first tile's wait and proxy fence cover these copies too.
+  const uint16_t* const q_row = shape.q.row(row);
   for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
     const int r = item / kChunksPerRow, c = item % kChunksPerRow;
     const int head = head_base + r;
     if (head < shape.num_heads) {
-      cp_async<16>(q_tile.chunk(r, c), shape.q + (int64_t(row) * shape.num_heads + head) * kHeadDim + 8 * c);
+      cp_async<16>(q_tile.chunk(r, c), q_row + head * shape.q.head_stride + 8 * c);
     } else {
       st_shared_v4(q_tile.chunk(r, c), make_uint4(0, 0, 0, 0));
     }

@@ -1,8 +1,8 @@
 // fp8 -> bf16 dequantization of 8 values at a time (one 16-byte output chunk of a key row).
 //
-// The exact shift (docs/design.md, "fp8 facts"): an fp8 byte in the top of a 16-bit lane, its 7 magnitude bits shifted right by
-// 4 with the sign kept, reads as bf16 = fp8 value * 2^-120 (e4m3fn) or * 2^-119 (e4m3fnuz), subnormals included.
-// The power-of-two e8m0 scale absorbs 2^120 (2^119), so one bf16 multiply finishes the job. fp8 NaN encodings
+// The exact shift (docs/design.md, "fp8 facts"): an fp8 byte in the top of a 16-bit lane, its 7 magnitude bits shifted
+// right by 4 with the sign kept, reads as bf16 = fp8 value * 2^-120 (e4m3fn) or * 2^-119 (e4m3fnuz), subnormals
+// included. The power-of-two e8m0 scale absorbs 2^120 (2^119), so one bf16 multiply finishes the job. fp8 NaN encodings
 // become finite values on this path; the CPU backend keeps them NaN.
 #pragma once
 

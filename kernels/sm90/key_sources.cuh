@@ -34,7 +34,7 @@ struct SparseKeys {
 
   // Locating a key takes two steps, so the index load of a later tile can overlap the current one: fetch reads
   // the position's token index (a global load), resolve turns it into byte addresses.
-  __device__ int32_t fetch(int position) const { return positions.index(p, position); }
+  __device__ int32_t fetch(int position) const { return positions.index(position); }
 
   // The key's global bytes; nope == nullptr marks a skipped key (invalid index).
   __device__ TokenBytes resolve(int position, int32_t index) const {
