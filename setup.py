@@ -3,13 +3,27 @@
 Every build has the CPU kernels. A ROCm torch adds the gfx942 HIP kernels (kernels/gfx942, --offload-arch from
 FLASH_MLA_ROCM_ARCH, default gfx942); a CUDA torch adds the Hopper kernels (kernels/sm90, sm_90a). Set
 FLASH_MLA_GPU=0 to build the CPU kernels alone under any torch.
+
+The extension runs only with the torch it was compiled against, so a wheel says which: its version carries a local
+tag naming the toolchain and torch (0.1.0+cu130.torch2.11, +rocm6.4.torch2.9, +cpu.torch2.13), it requires that
+torch minor release, and flash_mla_rocm/_build_info.py (written here) lets the package check it at import.
+Metadata is in pyproject.toml; this file adds what depends on the build.
 """
 
 import glob
 import os
 import re
+import sys
 
-import torch
+try:
+    import torch
+except ImportError:
+    raise SystemExit(
+        "flash_mla_rocm is built against the PyTorch installed in this Python, and there is none. Install torch "
+        "first (a CPU, CUDA or ROCm build: https://pytorch.org/get-started/locally/), then run "
+        "`pip install --no-build-isolation .` (without --no-build-isolation pip would build against a fresh torch "
+        "of its own choosing)."
+    ) from None
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
@@ -64,9 +78,8 @@ def gpu_backends():
     return []
 
 
-def extension():
+def extension(backends):
     cpu_sources = ["kernels/registration.cpp"] + sources("ops", "*.cpp") + sources("cpu", "*.cpp")
-    backends = [b for b in gpu_backends() if b[1]]
     if not backends:
         print("flash_mla_rocm: building the CPU kernels")
         return CppExtension("flash_mla_rocm._C", cpu_sources, extra_compile_args={"cxx": CXX_FLAGS})
@@ -82,13 +95,55 @@ def extension():
     )
 
 
+def base_version():
+    text = open(os.path.join(ROOT, "flash_mla_rocm", "_version.py")).read()
+    return re.search(r'__version__ = "([^"]+)"', text).group(1)
+
+
+def torch_release():
+    """torch's major.minor: the releases whose C++ ABI an extension built here can load with."""
+    return ".".join(torch.__version__.split("+")[0].split(".")[:2])
+
+
+def toolchain(backends):
+    """The accelerator toolchain the extension was built for: cu130, rocm6.4, or cpu (no GPU kernels)."""
+    if backends and torch.version.cuda:
+        return "cu" + torch.version.cuda.replace(".", "")
+    if backends and torch.version.hip:
+        return "rocm" + ".".join(torch.version.hip.split(".")[:2])
+    return "cpu"
+
+
+def package_version(local_tag):
+    """The base version, with the local tag in wheels. An sdist (and a build from one: it holds PKG-INFO) keeps the
+    plain version, since pip requires a build to keep its sdist's version and an sdist is built anywhere."""
+    from_sdist = "sdist" in sys.argv[1:] or os.path.exists(os.path.join(ROOT, "PKG-INFO"))
+    return base_version() if from_sdist else f"{base_version()}+{local_tag}"
+
+
+def write_build_info(backends, local_tag):
+    """flash_mla_rocm/_build_info.py: what this build is, for the import-time check and flash_mla_rocm.info()."""
+    info = {
+        "version": f"{base_version()}+{local_tag}",
+        "toolchain": toolchain(backends),
+        "torch": torch_release(),
+        "torch_built_with": torch.__version__,
+        "cuda": torch.version.cuda if backends else None,
+        "hip": torch.version.hip if backends else None,
+        "backends": [{"name": "cpu", "flags": CXX_FLAGS}] + [{"name": n, "flags": f} for n, _, f in backends],
+    }
+    with open(os.path.join(ROOT, "flash_mla_rocm", "_build_info.py"), "w") as f:
+        f.write("# Written by setup.py for this build (not in git).\nBUILD = " + repr(info) + "\n")
+
+
+BACKENDS = [b for b in gpu_backends() if b[1]]
+LOCAL_TAG = f"{toolchain(BACKENDS)}.torch{torch_release()}"
+write_build_info(BACKENDS, LOCAL_TAG)
+
 setup(
-    name="flash_mla_rocm",
-    version="0.1.0",
-    description="MLA decode attention over DeepSeek's MODEL1 FP8 KV cache, as PyTorch custom ops",
+    version=package_version(LOCAL_TAG),
+    install_requires=[f"torch=={torch_release()}.*"],
     packages=find_packages(include=["flash_mla_rocm"]),
-    ext_modules=[extension()],
+    ext_modules=[extension(BACKENDS)],
     cmdclass={"build_ext": BuildExtension},
-    python_requires=">=3.9",
-    install_requires=["torch"],
 )

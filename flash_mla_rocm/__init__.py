@@ -2,18 +2,23 @@
 
 import torch  # noqa: F401  (loads libtorch, which _C links against)
 
+from ._build import check_torch, info
+from ._version import __version__
+
+check_torch()  # a torch this build cannot load with: one clear ImportError instead of an undefined symbol
 try:
     from . import _C  # noqa: F401  (registers torch.ops.flash_mla)
 except ImportError as error:
-    raise ImportError(
-        "flash_mla_rocm's extension (_C) is not built here. Install the package (pip install --no-build-isolation .) "
-        "and import it from outside the source tree, or build it in place (python setup.py build_ext --inplace)."
-    ) from error
+    from ._build import NOT_BUILT
+
+    raise ImportError(NOT_BUILT) from error
 from . import quant, reference
 from .ops import decode, sparse_attn_decode
 from .quant import convert_kv_layout, dequantize_kv, quantize_kv, quantize_kv_split
 
 __all__ = [
+    "__version__",
+    "info",
     "sparse_attn_decode",
     "decode",
     "quantize_kv",
