@@ -30,13 +30,25 @@
 
 namespace flash_mla::sm90 {
 
-constexpr int kThreads = 256;
-constexpr int kChunksPerRow = kHeadDim / 8;  // 16-byte chunks of a bf16 row
+// The tile shape, in one place. The code below is written for exactly this shape, and the asserts stop a change
+// it cannot follow: 64 heads on wgmma's M, a tile of 64 keys split 32 / 32 between two warpgroups for QK (wgmma
+// m64n32k16; a warpgroup's key validity is one 32-lane ballot), 256 output dims a warpgroup for PV (m64n256k16).
+constexpr int kWarpgroups = 2;
+constexpr int kThreads = 128 * kWarpgroups;
+constexpr int kWarps = kThreads / 32;
+constexpr int kKeysPerWarpgroup = kKeysPerTile / kWarpgroups;  // QK's N
+constexpr int kDimsPerWarpgroup = kHeadDim / kWarpgroups;      // PV's N
+constexpr int kQkFragments = 64 * kKeysPerWarpgroup / 128;     // S floats a thread holds (m64n32: 16)
+constexpr int kOutFragments = kDimsPerWarpgroup / 8;           // O float quads a thread holds (m64n256: 32)
+constexpr int kKeySteps = kKeysPerTile / 16;                   // PV's k-steps of 16 keys
+constexpr int kChunksPerRow = kHeadDim / 8;                    // 16-byte chunks of a bf16 row
+static_assert(kHeadsPerCta == 64, "one CTA's heads are wgmma's M = 64");
+static_assert(kKeysPerWarpgroup == 32, "QK is m64n32k16 a warpgroup, and a warpgroup's keys are one 32-bit ballot");
+static_assert(kKeySteps == 2 * kKeysPerWarpgroup / 16, "PV's k-steps: this warpgroup's keys, then its partner's");
+static_assert(kDimsPerWarpgroup == 256, "PV is m64n256k16 a warpgroup");
 
 using QTile = SwizzledTile<kHeadsPerCta>;
 using KTile = SwizzledTile<kKeysPerTile>;
-
-constexpr int kWarps = kThreads / 32;
 
 struct SharedStorage {
   alignas(1024) uint8_t q[kHeadsPerCta * kHeadDim * 2];
@@ -44,8 +56,8 @@ struct SharedStorage {
   alignas(128) uint8_t staged[2][kKeysPerTile * kStagedKeyBytes];
   TokenBytes keys[2][kKeysPerTile];
   // What a warp hands the warp with its heads in the other warpgroup, [item][lane] so stores hit 32 banks.
-  uint32_t p_fragments[kWarps][8 * 32];  // its bf16 P for 16 heads x its 32 keys, as A fragments
-  float row_stats[kWarps][2 * 32];       // a row maximum, then (at the end) a row sum, for its two rows
+  uint32_t p_fragments[kWarps][kQkFragments / 2 * 32];  // its bf16 P for 16 heads x its 32 keys, as A fragments
+  float row_stats[kWarps][2 * 32];                      // a row maximum, then (at the end) a row sum, for its two rows
 };
 // The dynamic shared-memory window is only 16-byte aligned: the kernel rounds its start up to 1024 bytes.
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
@@ -162,14 +174,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int group = lane / 4, quad = lane % 4;
   const float scale_log2 = shape.sm_scale * kLog2e;
   const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
-  const uint64_t k_descriptor = k_major_sw128_descriptor(k_tile.base + 32 * warpgroup * 128);  // its 32 keys
+  const uint64_t k_descriptor =
+      k_major_sw128_descriptor(k_tile.base + kKeysPerWarpgroup * warpgroup * 128);  // its keys' 128-byte rows
   // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 warpgroup.
   const uint64_t v_descriptor =
       mn_major_sw128_descriptor<KTile::kSliceBytes>(k_tile.base + 4 * warpgroup * KTile::kSliceBytes);
 
-  float o[32][4];
+  float o[kOutFragments][4];
 #pragma unroll
-  for (int n = 0; n < 32; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  for (int n = 0; n < kOutFragments; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
   float row_max[2] = {-INFINITY, -INFINITY};  // scaled log2 domain, rows group and group + 8
   float row_sum[2] = {0.f, 0.f};              // this thread's keys; the quad and the partner are summed at the end
 
@@ -228,12 +241,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Read this tile's key validity before the barrier: the next iteration's locate rewrites the other buffer,
     // and the one after it this one.
     const uint32_t valid_lo = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane].nope != nullptr);
-    const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + 32].nope != nullptr);
+    const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + kKeysPerWarpgroup].nope != nullptr);
     tile_barrier();  // bf16 key tile complete
 
     // 4. S = Q K^T over d = 512 for this warpgroup's 32 keys: 32 wgmma k-steps, 4 per 128-byte slice; a step
     // moves both descriptors' start addresses (in 16-byte units) by a constant.
-    float s[16];
+    float s[kQkFragments];
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
@@ -248,7 +261,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const uint32_t valid = warpgroup == 0 ? valid_lo : valid_hi;
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < 4; ++n) {
+    for (int n = 0; n < kQkFragments / 4; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const bool is_valid = ((valid >> (8 * n + 2 * quad + (e & 1))) & 1u) != 0;
@@ -274,14 +287,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (__any_sync(0xFFFFFFFFu, rescale[0] != 1.f || rescale[1] != 1.f)) {  // rare once the maxima settle
 #pragma unroll
-      for (int n = 0; n < 32; ++n) {
+      for (int n = 0; n < kOutFragments; ++n) {
         o[n][0] *= rescale[0], o[n][1] *= rescale[0];
         o[n][2] *= rescale[1], o[n][3] *= rescale[1];
       }
     }
-    uint32_t own[2][4];  // A fragments of P for this warp's 2 k-steps of 16 keys
+    uint32_t own[kKeySteps / 2][4];  // A fragments of P for this warp's k-steps of 16 keys
 #pragma unroll
-    for (int n = 0; n < 4; ++n) {
+    for (int n = 0; n < kQkFragments / 4; ++n) {
       float e[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -292,21 +305,21 @@ __global__ void __launch_bounds__(kThreads, 1)
       own[n / 2][2 * (n % 2) + 1] = pack_bf16x2(e[2], e[3]);
     }
 #pragma unroll
-    for (int i = 0; i < 8; ++i) smem.p_fragments[warp][i * 32 + lane] = own[i / 4][i % 4];
+    for (int i = 0; i < kQkFragments / 2; ++i) smem.p_fragments[warp][i * 32 + lane] = own[i / 4][i % 4];
     pair_barrier(head_slice);
-    uint32_t p[4][4];  // all 4 k-steps in key order: this warp's and its partner's
+    uint32_t p[kKeySteps][4];  // all k-steps in key order: warpgroup 0's keys, then warpgroup 1's
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < kQkFragments / 2; ++i) {
       const uint32_t other = smem.p_fragments[partner][i * 32 + lane];
       p[i / 4][i % 4] = warpgroup == 0 ? own[i / 4][i % 4] : other;
-      p[2 + i / 4][i % 4] = warpgroup == 0 ? other : own[i / 4][i % 4];
+      p[kKeySteps / 2 + i / 4][i % 4] = warpgroup == 0 ? other : own[i / 4][i % 4];
     }
 
     // 6. O += P V: warpgroup warpgroup multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
     // dims] (shared memory, d contiguous), 4 wgmma k-steps of 16 keys.
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kKeysPerTile / 16; ++kk) {
+    for (int kk = 0; kk < kKeySteps; ++kk) {
       wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + ((kk * 16 * 128) >> 4));
     }
     wgmma_commit();
@@ -333,8 +346,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t out_row = int64_t(row) * shape.num_heads + head;
     const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;
 #pragma unroll
-    for (int n = 0; n < 32; ++n) {
-      const int d = 256 * warpgroup + 8 * n + 2 * quad;
+    for (int n = 0; n < kOutFragments; ++n) {
+      const int d = kDimsPerWarpgroup * warpgroup + 8 * n + 2 * quad;
       const float x = o[n][2 * r] * end.scale, y = o[n][2 * r + 1] * end.scale;
       if (final_output) {
         *reinterpret_cast<uint32_t*>(outputs.out + out_row * kHeadDim + d) = pack_bf16x2(x, y);
