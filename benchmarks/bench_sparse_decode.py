@@ -4,7 +4,9 @@ Cases are built the way FlashMLA's own test harness builds them (tests/test_flas
 batch row a sequence length drawn around s_k, unique top-k token positions per query row mapped through a shuffled
 block table, extra_topk_length drawn in [0, extra_topk], attention sinks with +-inf among them, sm_scale 512^-0.55.
 Caches use the "flashmla" layout (float8_e4m3fn, padded blocks), so an installed ``flash_mla`` package runs on the
-very same tensors and is timed beside ours.
+very same tensors and is timed beside ours. q and the index tensors are views into larger buffers, every dimension
+one longer and the last 128 longer, as FlashMLA's harness makes them (its kernelkit ``non_contiguousify``) and as
+engines pass them: a benchmark of tidy tensors would flatter either kernel.
 
 FLOPs = 2 * h_q * attended * (512 + 512), attended = query rows x top-k positions inside their lengths;
 bytes = Q + O (bf16) + unique selected tokens x 576 (FlashMLA's counting, so numbers compare with its table).
@@ -109,6 +111,14 @@ def make_scope(b, s_q, s_k, topk, block_size, with_length, device, gen):
     return kv, indices, length
 
 
+def engine_view(t):
+    """t's values in a view into a larger buffer (every dimension one longer, the last 128 longer)."""
+    buffer = torch.zeros([n + 1 for n in t.shape[:-1]] + [t.shape[-1] + 128], dtype=t.dtype, device=t.device)
+    view = buffer[tuple(slice(0, n) for n in t.shape)]
+    view.copy_(t)
+    return view
+
+
 def make_inputs(case, device, seed=0):
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -122,6 +132,9 @@ def make_inputs(case, device, seed=0):
     sink[torch.randn(case.h_q, generator=gen, device=device) > 1.0] = float("inf")
     sink[torch.randn(case.h_q, generator=gen, device=device) < -1.0] = float("-inf")
     args["attn_sink"] = sink
+    for name in ("q", "indices", "extra_indices"):
+        if args.get(name) is not None:
+            args[name] = engine_view(args[name])
     return args
 
 
