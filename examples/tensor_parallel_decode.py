@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 import flash_mla_rocm as fm
 from flash_mla_rocm import reference
-from flash_mla_rocm.testing import assert_lse_close, assert_out_close, make_sparse_case
+from flash_mla_rocm.testing import assert_lse_close, assert_out_close, case_to, make_sparse_case
 
 
 def decode_heads(case, heads):
@@ -61,7 +61,7 @@ def main():
         args.batch, 2, args.heads, 512, 64, 64, "flashmla", torch.float8_e4m3fn, extra_topk=128, extra_block_size=2,
         topk_length=True, extra_topk_length=True, attn_sink=True, invalid_fraction=0.05, seed=2026,
     )  # fmt: skip
-    case = {k: v.to(device) if torch.is_tensor(v) else v for k, v in case.items()}
+    case = case_to(case, device)
 
     mine = [rank * shards_per_rank + i for i in range(shards_per_rank)]
     results = [decode_heads(case, slice(s * heads_per_shard, (s + 1) * heads_per_shard)) for s in mine]
@@ -75,8 +75,7 @@ def main():
     full_out, full_lse = torch.cat(gathered_out, dim=2), torch.cat(gathered_lse, dim=1)
 
     single_out, single_lse = fm.sparse_attn_decode(**case)
-    on_cpu = {k: v.cpu() if torch.is_tensor(v) else v for k, v in case.items()}
-    ref_out, ref_lse = reference.sparse_attn_decode(**on_cpu)
+    ref_out, ref_lse = reference.sparse_attn_decode(**case_to(case, "cpu"))
     assert_out_close(full_out.cpu(), single_out.cpu(), "tensor-parallel out vs one device")
     assert_lse_close(full_lse.cpu(), single_lse.cpu(), "tensor-parallel lse vs one device")
     assert_out_close(full_out.cpu(), ref_out, "tensor-parallel out vs reference")

@@ -12,9 +12,9 @@ except ImportError as error:
     from ._build import NOT_BUILT
 
     raise ImportError(NOT_BUILT) from error
-from . import quant, reference
-from .ops import decode, sparse_attn_decode
-from .quant import convert_kv_layout, dequantize_kv, quantize_kv, quantize_kv_split
+from . import quant, reference  # noqa: E402  (after the torch check and the extension)
+from .ops import decode, sparse_attn_decode  # noqa: E402
+from .quant import convert_kv_layout, dequantize_kv, quantize_kv, quantize_kv_split  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -59,7 +59,8 @@ def sparse_attn_decode(
     sm_scale = DEFAULT_SM_SCALE if sm_scale is None else sm_scale
     b, s_q, h_q = q.shape[:3]
     if b == 0:
-        return q.new_zeros((0, s_q, h_q, HEAD_DIM), dtype=torch.float32), q.new_zeros((0, h_q, s_q), dtype=torch.float32)
+        empty = q.new_zeros((0, s_q, h_q, HEAD_DIM), dtype=torch.float32)
+        return empty, q.new_zeros((0, h_q, s_q), dtype=torch.float32)
     sources = [(kv, indices, topk_length)]
     if extra_kv is not None:
         sources.append((extra_kv, extra_indices, extra_topk_length))

@@ -171,6 +171,11 @@ def make_decode_case(lengths, heads, dtype=torch.float8_e4m3fnuz, device="cpu", 
     return {"q": q, "kv_nope_fp8": nope, "kv_rope": rope, "kv_scales": scales, "kv_indptr": indptr, "num_heads": heads}
 
 
+def case_to(case, device):
+    """An op call's keyword arguments with every tensor moved to `device` (the other values as they are)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in case.items()}
+
+
 def assert_out_close(out, ref, name="out"):
     """FlashMLA's output gate: |out - ref| <= 1e-3 + 2/128 |ref| everywhere, cosine similarity >= 1 - 5e-6."""
     out, ref = out.double(), ref.double()

@@ -8,7 +8,7 @@ import torch
 
 import flash_mla_rocm as fm
 from flash_mla_rocm import reference
-from flash_mla_rocm.testing import assert_graph_replays, make_decode_case, make_sparse_case
+from flash_mla_rocm.testing import assert_graph_replays, case_to, make_decode_case, make_sparse_case
 
 
 def test_ops_are_registered_with_their_schemas():
@@ -24,7 +24,8 @@ def test_python_signatures_are_the_schemas(name):
     """The wrappers take their signatures from the schemas; the reference, the test oracle, states its own, which
     must agree (it may add keyword options after the op's arguments)."""
     schema = getattr(torch.ops.flash_mla, name).default._schema
-    expected = [(a.name, a.default_value if a.has_default_value() else inspect.Parameter.empty) for a in schema.arguments]
+    empty = inspect.Parameter.empty
+    expected = [(a.name, a.default_value if a.has_default_value() else empty) for a in schema.arguments]
     for function in (getattr(fm, name), getattr(reference, name)):
         parameters = [(p.name, p.default) for p in inspect.signature(function).parameters.values()]
         assert parameters[: len(expected)] == expected, function
@@ -101,10 +102,6 @@ def test_cuda_graph_replays_with_new_inputs(device):
     assert_graph_replays(sparse, decode)
 
 
-def _meta(case):
-    return {k: v.to("meta") if torch.is_tensor(v) else v for k, v in case.items()}
-
-
 def _raised(call):
     try:
         call()
@@ -157,7 +154,7 @@ def test_bad_input_raises_alike_on_cpu_meta_and_under_compile(op, case, error, m
     included, as its own TorchRuntimeError or Unsupported; ours is carried in it verbatim."""
     eager = _raised(lambda: op(**case))
     assert type(eager) is error and re.search(message, str(eager)), repr(eager)
-    meta = _raised(lambda: op(**_meta(case)))
+    meta = _raised(lambda: op(**case_to(case, "meta")))
     assert type(meta) is type(eager) and str(meta) == str(eager)
     torch._dynamo.reset()
     compiled = _raised(lambda: torch.compile(op, fullgraph=True)(**case))

@@ -11,6 +11,7 @@ from flash_mla_rocm.testing import (
     assert_graph_replays,
     assert_lse_close,
     assert_out_close,
+    case_to,
     make_decode_case,
     make_sparse_case,
 )
@@ -25,10 +26,6 @@ def _two_gpus():
 
 
 pytestmark = pytest.mark.skipif(not _two_gpus(), reason="needs two GPUs with this build's kernels")
-
-
-def on(case, device):
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in case.items()}
 
 
 def sparse_case(h_q, seed):
@@ -46,9 +43,9 @@ def as_cpu(tensors):
 def test_sparse_attn_decode_follows_the_tensors_device(h_q, data, current):
     case = sparse_case(h_q, seed=11)
     with torch.cuda.device(data):  # the same call with the current device on the tensors' device
-        expected = as_cpu(fm.sparse_attn_decode(**on(case, f"cuda:{data}")))
+        expected = as_cpu(fm.sparse_attn_decode(**case_to(case, f"cuda:{data}")))
     with torch.cuda.device(current):
-        got = fm.sparse_attn_decode(**on(case, f"cuda:{data}"))
+        got = fm.sparse_attn_decode(**case_to(case, f"cuda:{data}"))
         assert all(t.device == torch.device("cuda", data) for t in got)
         assert torch.cuda.current_device() == current
     got = as_cpu(got)
@@ -62,16 +59,16 @@ def test_sparse_attn_decode_follows_the_tensors_device(h_q, data, current):
 def test_decode_follows_the_tensors_device(data, current):
     case = make_decode_case([700, 0, 2000, 5], 64, seed=12)
     with torch.cuda.device(data):
-        expected = fm.decode(**on(case, f"cuda:{data}")).cpu()
+        expected = fm.decode(**case_to(case, f"cuda:{data}")).cpu()
     with torch.cuda.device(current):
-        got = fm.decode(**on(case, f"cuda:{data}"))
+        got = fm.decode(**case_to(case, f"cuda:{data}"))
         assert got.device == torch.device("cuda", data)
     assert torch.equal(got.cpu(), expected)
 
 
 def test_cuda_graph_captured_on_the_second_gpu():
-    sparse = [on(sparse_case(64, seed), "cuda:1") for seed in (13, 14)]
-    decode = [on(make_decode_case([300, 1500], 16, seed=seed), "cuda:1") for seed in (15, 16)]
+    sparse = [case_to(sparse_case(64, seed), "cuda:1") for seed in (13, 14)]
+    decode = [case_to(make_decode_case([300, 1500], 16, seed=seed), "cuda:1") for seed in (15, 16)]
     with torch.cuda.device(1):
         # torch.cuda.graph's default capture stream is made once a process, on the device current at its first use;
         # a capture on another device needs a stream of its own.

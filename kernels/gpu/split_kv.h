@@ -47,13 +47,18 @@ inline int64_t split_workspace_bytes(int num_splits, int64_t rows, int num_heads
   return int64_t(num_splits) * rows * num_heads * (kHeadDim + 1) * int64_t(sizeof(float));
 }
 
+// CTAs/workgroups that share a query row's heads, heads_per_workgroup each.
+constexpr int64_t head_groups(int64_t num_heads, int heads_per_workgroup) {
+  return (num_heads + heads_per_workgroup - 1) / heads_per_workgroup;
+}
+
 // The plan of a GPU attention kernel that runs heads_per_workgroup heads of a row per CTA/workgroup over key tiles
 // of key_tile keys, on a device of compute_units SMs/CUs: the split count and its partials' workspace.
 inline Plan plan_split_kv(int64_t rows, int num_heads, int64_t max_keys, int compute_units, int heads_per_workgroup,
                           int key_tile) {
-  const int64_t head_groups = (num_heads + heads_per_workgroup - 1) / heads_per_workgroup;
   Plan plan;
-  plan.num_splits = choose_num_splits(rows * head_groups, max_keys, compute_units, key_tile);
+  plan.num_splits =
+      choose_num_splits(rows * head_groups(num_heads, heads_per_workgroup), max_keys, compute_units, key_tile);
   if (plan.num_splits > 1) plan.workspace_bytes = split_workspace_bytes(plan.num_splits, rows, num_heads);
   return plan;
 }

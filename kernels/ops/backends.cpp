@@ -37,7 +37,7 @@ const Backend& backend_for(const at::Device& device) {
   if (device.is_cuda()) {
     // The answer per device never changes: asked once (devices 0..63).
     static std::array<std::atomic<const Backend*>, 64> known{};
-    const int index = device.has_index() ? device.index() : 0;
+    const int index = device_index(device);
     backend = index < int(known.size()) ? known[index].load(std::memory_order_acquire) : nullptr;
     if (backend == nullptr) {
       backend = find_gpu_backend(index);

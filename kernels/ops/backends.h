@@ -14,6 +14,9 @@ namespace flash_mla::ops {
 // own). Raises NotImplementedError when the build has none for the device.
 const Backend& backend_for(const at::Device& device);
 
+// The device's index as the backends take it (a device without one is device 0 of its type).
+inline int device_index(const at::Device& device) { return device.has_index() ? device.index() : 0; }
+
 // The native handle of the device's current stream (what the GPU runtime calls a stream); null on the CPU.
 inline void* current_stream(const at::Device& device) {
   if (device.is_cpu()) return nullptr;
@@ -47,7 +50,7 @@ template <class Params>
 void run_planned(const Backend& backend, Plan (*plan)(const Params&, int),
                  void (*run)(const Params&, const Plan&, void*, void*), const Params& params,
                  const at::Device& device) {
-  const Plan call = plan(params, device.has_index() ? device.index() : 0);
+  const Plan call = plan(params, device_index(device));
   at::Tensor workspace;
   if (call.workspace_bytes > 0)
     workspace = at::empty({call.workspace_bytes}, at::TensorOptions().device(device).dtype(at::kByte));

@@ -12,9 +12,8 @@ constexpr const char* kDecodeOp = "flash_mla.decode";
 constexpr float kDefaultSmScale = 0.04419417382415922f;  // 512 ** -0.5
 
 void check_sm_scale(const InputChecker& check, std::optional<double> sm_scale) {
-  check.value(!sm_scale || std::isfinite(float(*sm_scale)),
-              "sm_scale must be finite in float32 (the kernels' precision), got " +
-                  (sm_scale ? std::to_string(*sm_scale) : std::string()));
+  if (sm_scale && !std::isfinite(float(*sm_scale)))
+    check.value(false, "sm_scale must be finite in float32 (the kernels' precision), got ", std::to_string(*sm_scale));
 }
 
 }  // namespace
@@ -41,8 +40,8 @@ KVLayout check_sparse_attn_decode_args(const at::Tensor& q, const at::Tensor& kv
   check.value(extra_kv.has_value() || !extra_topk_length.has_value(), "extra_topk_length needs extra_kv");
   if (extra_kv) {
     check.tensor(*extra_kv, "extra_kv", kFp8CacheDtypes, "[num_blocks, block_size, 1, 584]", {-1, -1, 1, kTokenBytes});
-    check.value(extra_kv->scalar_type() == kv.scalar_type(),
-                "extra_kv must have the dtype of kv (" + std::string(c10::toString(kv.scalar_type())) + ")");
+    check.value(extra_kv->scalar_type() == kv.scalar_type(), "extra_kv must have the dtype of kv (",
+                c10::toString(kv.scalar_type()), ")");
     check.tensor(*extra_indices, "extra_indices", {at::kInt}, "[b, s_q, extra_topk]", {b, s_q, -1});
     if (extra_topk_length) check.tensor(*extra_topk_length, "extra_topk_length", {at::kInt}, "[b]", {b});
   }
@@ -57,8 +56,7 @@ void check_decode_args(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const
   const c10::SymInt batch = q.sym_size(0), heads = q.sym_size(1);
   check.tensor(q, "q", {at::kBFloat16}, "[B, H, 512]", {-1, -1, kHeadDim});
   if (heads != num_heads)
-    check.value(false,
-                "num_heads must equal q.shape[1] = " + size_string(heads) + ", got " + std::to_string(num_heads));
+    check.value(false, "num_heads must equal q.shape[1] = ", size_string(heads), ", got ", num_heads);
   check.tensor(kv_nope_fp8, "kv_nope_fp8", kFp8CacheDtypes, "[T, 448]", {-1, kNopeDim});
   const c10::SymInt tokens = kv_nope_fp8.sym_size(0);
   check.tensor(kv_rope, "kv_rope", {at::kBFloat16}, "[T, 64]", {tokens, kRopeDim});

@@ -59,7 +59,11 @@ class InputChecker {
                       t.device().str());
   }
 
-  void value(bool ok, const std::string& message) const { TORCH_CHECK_VALUE(ok, op_, ": ", message); }
+  // The message parts are formatted only when the check fails.
+  template <class... Parts>
+  void value(bool ok, const Parts&... parts) const {
+    TORCH_CHECK_VALUE(ok, op_, ": ", parts...);
+  }
 
  private:
   static bool is_any(const c10::SymInt& size) { return !size.is_heap_allocated() && size == -1; }

@@ -7,7 +7,7 @@
 
 namespace flash_mla::ops {
 
-void define_ops(torch::Library& library);  // and _backend_name(device), the backend a device's tensors would use
+void define_ops(torch::Library& library);        // and _backend_name(device), the backend a device's tensors would use
 void register_kernels(torch::Library& library);  // the real ops, for the CPU or the CUDA key
 void register_meta_kernels(torch::Library& library);
 void register_no_autograd(torch::Library& library);
