@@ -56,7 +56,7 @@ void check_decode_args(const at::Tensor& q, const at::Tensor& kv_nope_fp8, const
   const c10::SymInt batch = q.sym_size(0), heads = q.sym_size(1);
   check.tensor(q, "q", {at::kBFloat16}, "[B, H, 512]", {-1, -1, kHeadDim});
   if (heads != num_heads)
-    check.value(false, "num_heads must equal q.shape[1] = ", size_string(heads), ", got ", num_heads);
+    check.value(false, "num_heads must equal q.shape[1] = ", size_string(heads), ", got ", std::to_string(num_heads));
   check.tensor(kv_nope_fp8, "kv_nope_fp8", kFp8CacheDtypes, "[T, 448]", {-1, kNopeDim});
   const c10::SymInt tokens = kv_nope_fp8.sym_size(0);
   check.tensor(kv_rope, "kv_rope", {at::kBFloat16}, "[T, 64]", {tokens, kRopeDim});

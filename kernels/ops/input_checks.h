@@ -8,6 +8,8 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "../common/kv_cache.h"
 
@@ -59,10 +61,15 @@ class InputChecker {
                       t.device().str());
   }
 
-  // The message parts are formatted only when the check fails.
+  // The message is put together only when the check fails, from text parts alone (numbers go through
+  // size_string or std::to_string: see size_string).
   template <class... Parts>
   void value(bool ok, const Parts&... parts) const {
-    TORCH_CHECK_VALUE(ok, op_, ": ", parts...);
+    static_assert((std::is_convertible_v<const Parts&, std::string_view> && ...), "message parts are text");
+    if (ok) return;
+    std::string message = std::string(op_) + ": ";
+    ((message += std::string_view(parts)), ...);
+    TORCH_CHECK_VALUE(false, message);
   }
 
  private:

@@ -1,17 +1,19 @@
-// The sm90 MLA decode kernel shared by both ops. One CTA of 8 warps (2 warpgroups) runs 64 heads of one query
-// row over one split of that row's key positions, 64 keys at a time:
-//   1. locate: 64 threads map the next tile's positions to token bytes (TokenBytes, in shared memory), their
-//              indices fetched one tile ahead;
-//   2. stage:  all threads copy the raw tokens with cp.async into the other half of a double buffer, so the
-//              gather of tile t + 1 overlaps the math of tile t;
-//   3. dequant: each key is turned into bf16 once, into a 128-byte-swizzled [64 keys x 512] tile (K = V); for
-//              128 heads a cluster of 2 CTAs splits the keys and each writes its half into both tiles;
-//   4. QK:     warpgroup g computes S = Q K^T for all 64 heads x keys 32 g .. + 32 with wgmma from shared memory;
+// The sm90 MLA decode kernel shared by both ops. One CTA runs 64 heads of one query row over one split of that
+// row's key positions, 64 keys at a time, as a pipeline of three warpgroups around a ring of two bf16 key tiles
+// ([64 keys x 512], 128-byte swizzled; K = V):
+//   producer (warpgroup 2): locates a tile's keys (their indices fetched a tile ahead), loads their raw bytes into
+//            registers, dequantizes each key into bf16 once and marks the tile full (an mbarrier); it refills a
+//            tile when every math warp has marked it empty. For 128 heads a cluster of 2 CTAs splits the keys:
+//            each producer writes its half into both CTAs' tiles, and a tile is refilled once both CTAs' math
+//            warps are done with it.
+//   math (warpgroups 0 and 1), per full tile:
+//     QK:      warpgroup g computes S = Q K^T for all 64 heads x keys 32 g .. + 32 with wgmma from shared memory;
 //              warp w keeps the rows of heads 16 (w % 4) .. + 16;
-//   5. softmax: streaming, in the log2 domain, invalid keys at -inf; warps w and w ^ 4 (same heads, other keys)
+//     softmax: streaming, in the log2 domain, invalid keys at -inf; warps w and w ^ 4 (same heads, other keys)
 //              swap row maxima and P fragments through shared memory (64-thread named barriers);
-//   6. PV:     warpgroup g accumulates O += P V for all 64 heads and output dims 256 g .. + 256 with wgmma,
+//     PV:      warpgroup g accumulates O += P V for all 64 heads and output dims 256 g .. + 256 with wgmma,
 //              P straight from the S registers (warp w holds heads 16 (w % 4) ..).
+// So the gather and dequantization of tile t + 1 run while the tensor cores work on tile t.
 // With one split the CTA writes the final bf16 output and lse; with several it writes normalized fp32 partials
 // and their lse, and combine.cu merges them.
 #pragma once
@@ -30,120 +32,178 @@
 
 namespace flash_mla::sm90 {
 
-// The tile shape, in one place. The code below is written for exactly this shape, and the asserts stop a change
-// it cannot follow: 64 heads on wgmma's M, a tile of 64 keys split 32 / 32 between two warpgroups for QK (wgmma
-// m64n32k16; a warpgroup's key validity is one 32-lane ballot), 256 output dims a warpgroup for PV (m64n256k16).
-constexpr int kWarpgroups = 2;
-constexpr int kThreads = 128 * kWarpgroups;
-constexpr int kWarps = kThreads / 32;
-constexpr int kKeysPerWarpgroup = kKeysPerTile / kWarpgroups;  // QK's N
-constexpr int kDimsPerWarpgroup = kHeadDim / kWarpgroups;      // PV's N
-constexpr int kQkFragments = 64 * kKeysPerWarpgroup / 128;     // S floats a thread holds (m64n32: 16)
-constexpr int kOutFragments = kDimsPerWarpgroup / 8;           // O float quads a thread holds (m64n256: 32)
-constexpr int kKeySteps = kKeysPerTile / 16;                   // PV's k-steps of 16 keys
-constexpr int kChunksPerRow = kHeadDim / 8;                    // 16-byte chunks of a bf16 row
+// The tile shape and the pipeline, in one place. The code below is written for exactly this shape, and the
+// asserts stop a change it cannot follow: 64 heads on wgmma's M, a tile of 64 keys split 32 / 32 between the two
+// math warpgroups for QK (wgmma m64n32k16; a warpgroup's key validity is one 32-lane ballot), 256 output dims a
+// math warpgroup for PV (m64n256k16), one producer warpgroup with 8 threads a key.
+constexpr int kMathWarpgroups = 2;
+constexpr int kMathThreads = 128 * kMathWarpgroups;
+constexpr int kMathWarps = kMathThreads / 32;
+constexpr int kProducerThreads = 128;
+constexpr int kThreads = kMathThreads + kProducerThreads;
+constexpr int kKeyTiles = 2;                                       // the ring of bf16 key tiles
+constexpr int kKeysPerWarpgroup = kKeysPerTile / kMathWarpgroups;  // QK's N
+constexpr int kDimsPerWarpgroup = kHeadDim / kMathWarpgroups;      // PV's N
+constexpr int kQkFragments = 64 * kKeysPerWarpgroup / 128;         // S floats a thread holds (m64n32: 16)
+constexpr int kOutFragments = kDimsPerWarpgroup / 8;               // O float quads a thread holds (m64n256: 32)
+constexpr int kKeySteps = kKeysPerTile / 16;                       // PV's k-steps of 16 keys
+constexpr int kChunksPerRow = kHeadDim / 8;                        // 16-byte chunks of a bf16 row
+constexpr int kKeysPerPass = kProducerThreads / kThreadsPerKey;    // keys the producer loads at once
 static_assert(kHeadsPerCta == 64, "one CTA's heads are wgmma's M = 64");
 static_assert(kKeysPerWarpgroup == 32, "QK is m64n32k16 a warpgroup, and a warpgroup's keys are one 32-bit ballot");
 static_assert(kKeySteps == 2 * kKeysPerWarpgroup / 16, "PV's k-steps: this warpgroup's keys, then its partner's");
 static_assert(kDimsPerWarpgroup == 256, "PV is m64n256k16 a warpgroup");
+static_assert(kChunksPerRow == 8 * kThreadsPerKey, "a producer thread writes the chunks sub + 8 j of its key");
+
+// Registers a thread: the launch gives every thread the same share (65536 / 384, a multiple of 8); the producer
+// hands most of its share to the math warpgroups, which hold O (128 floats a thread), S and P.
+constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8;
+constexpr int kProducerRegisters = 136;
+constexpr int kMathRegisters = 184;
+static_assert(kMathThreads * kMathRegisters + kProducerThreads * kProducerRegisters <= kThreads * kLaunchRegisters,
+              "the reallocated registers must fit the launch's");
+static_assert(kProducerRegisters % 8 == 0 && kMathRegisters % 8 == 0, "setmaxnreg takes multiples of 8");
 
 using QTile = SwizzledTile<kHeadsPerCta>;
 using KTile = SwizzledTile<kKeysPerTile>;
 
 struct SharedStorage {
   alignas(1024) uint8_t q[kHeadsPerCta * kHeadDim * 2];
-  alignas(1024) uint8_t k[kKeysPerTile * kHeadDim * 2];
-  alignas(128) uint8_t staged[2][kKeysPerTile * kStagedKeyBytes];
-  TokenBytes keys[2][kKeysPerTile];
+  alignas(1024) uint8_t k[kKeyTiles][kKeysPerTile * kHeadDim * 2];
+  uint64_t full[kKeyTiles];                 // mbarriers: the producers have written the tile
+  uint64_t empty[kKeyTiles];                // mbarriers: every math warp is done reading it
+  uint32_t valid[kKeyTiles][kKeysPerTile];  // whether the tile's key exists (else its row is zeros)
   // What a warp hands the warp with its heads in the other warpgroup, [item][lane] so stores hit 32 banks.
-  uint32_t p_fragments[kWarps][kQkFragments / 2 * 32];  // its bf16 P for 16 heads x its 32 keys, as A fragments
-  float row_stats[kWarps][2 * 32];                      // a row maximum, then (at the end) a row sum, for its two rows
+  uint32_t p_fragments[kMathWarps][kQkFragments / 2 * 32];  // its bf16 P for 16 heads x its 32 keys, A fragments
+  float row_stats[kMathWarps][2 * 32];  // a row maximum, then (at the end) a row sum, for its two rows
 };
 // The dynamic shared-memory window is only 16-byte aligned: the kernel rounds its start up to 1024 bytes.
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
+constexpr int kKTileDescriptorStep = kKeysPerTile * kHeadDim * 2 >> 4;  // a key tile in descriptor address units
 
-// Staging and dequantization give each key 8 threads: thread (key, sub = tid % 8) handles the 16-byte output
-// chunks c = sub + 8 j of its key (j = 0..6: nope tile j; j = 7: rope) and the matching 8-byte input chunks, so
-// every offset below is a compile-time constant from a per-thread base. 256 threads cover 32 keys a pass.
-constexpr int kThreadsPerKey = 8;
-constexpr int kKeysPerPass = kThreads / kThreadsPerKey;
+// Arrivals that complete a phase: one for each producer that writes the tile (this CTA's and, when the keys are
+// shared, the peer's), and one for every math warp that reads it (likewise).
+template <bool kShare>
+constexpr int kFullArrivals = kShare ? 2 : 1;
+template <bool kShare>
+constexpr int kEmptyArrivals = kMathWarps * (kShare ? 2 : 1);
 
-template <class Keys, int kBytes>
-__device__ __forceinline__ void copy_to_shared(uint8_t* dst, const uint8_t* src) {
-  if constexpr (Keys::kAligned) {
-    cp_async<kBytes>(smem_address(dst), src);
-  } else {
-#pragma unroll
-    for (int i = 0; i < kBytes; ++i) dst[i] = __ldg(src + i);  // a cache at an unaligned address
-  }
-}
-
-// Copies the raw bytes of this thread's eighth of its key into the staging buffer (cp.async: asynchronous).
+// A round of the producer: Keys::kPassesPerRound keys of one tile, this thread's eighth of each, loaded into
+// registers a round before they are dequantized.
 template <class Keys>
-__device__ __forceinline__ void stage_key(const TokenBytes& bytes, uint8_t* staged_key, int sub) {
-  if (bytes.nope == nullptr) return;
-#pragma unroll
-  for (int i = 0; i < kNopeDim / 64; ++i) {
-    copy_to_shared<Keys, 8>(staged_key + 8 * sub + 64 * i, bytes.nope + 8 * sub + 64 * i);
-  }
-#pragma unroll
-  for (int i = 0; i < 2 * kRopeDim / 64; ++i) {
-    copy_to_shared<Keys, 8>(staged_key + kStagedRopeOffset + 8 * sub + 64 * i, bytes.rope + 8 * sub + 64 * i);
-  }
-  if (sub < Keys::kScaleChunks) {
-    copy_to_shared<Keys, Keys::kScaleChunkBytes>(staged_key + kStagedScaleOffset + Keys::kScaleChunkBytes * sub,
-                                                 bytes.scales + Keys::kScaleChunkBytes * sub);
-  }
-}
+struct KeyRound {
+  typename Keys::Eighth eighths[Keys::kPassesPerRound];
+  bool present[Keys::kPassesPerRound];
+};
 
-// Dequantizes this thread's eighth of a staged key into row `key` of the bf16 key tile, and of the peer CTA's
-// tile too when kShare; a skipped key becomes zeros (its P is 0, and 0 * NaN would be NaN).
+// The producer warpgroup: fills key tile t % 2 for t = 0, 1, ... with this CTA's keys (all 64, or its half when
+// kShare), 8 threads a key; `thread` is its index in the warpgroup. Loads run a round ahead of dequantization,
+// across tiles too, so the gather latency of one round hides behind the dequantization of the previous one.
 template <class Keys, bool kShare>
-__device__ __forceinline__ void dequant_key(const Keys& source, const TokenBytes& bytes, const uint8_t* staged_key,
-                                            KTile k_tile, int key, int sub, uint32_t peer) {
-  const uint32_t row = k_tile.chunk(key, sub);  // chunk sub + 8 j is `row` + j slices, here and in the peer
-  const uint32_t peer_row = kShare ? peer_shared_address(row, peer) : 0u;
-  auto store = [&](int j, uint4 v) {
-    st_shared_v4(row + j * KTile::kSliceBytes, v);
-    if constexpr (kShare) st_cluster_v4(peer_row + j * KTile::kSliceBytes, v);
+__device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Keys& source, PositionRange range,
+                                                  int num_tiles, int thread, uint32_t peer) {
+  constexpr int kPasses = (kShare ? kKeysPerTile / 2 : kKeysPerTile) / kKeysPerPass;
+  constexpr int kPassesPerRound = Keys::kPassesPerRound;
+  constexpr int kRounds = kPasses / kPassesPerRound;
+  static_assert(kPasses % kPassesPerRound == 0, "a CTA's keys are whole rounds");
+  const int first_key = (kShare ? kKeysPerTile / 2 * int(peer ^ 1u) : 0) + thread / kThreadsPerKey;
+  const int sub = thread % kThreadsPerKey;
+  auto position_of = [&](int tile, int pass) {
+    return range.begin + tile * kKeysPerTile + first_key + pass * kKeysPerPass;
   };
-  if (bytes.nope == nullptr) {
+
+  // This thread's keys' token indices, fetched a tile ahead: a key's index is refetched as soon as it is resolved.
+  int32_t index[kPasses];
+  auto fetch = [&](int tile, int pass) {
+    const int position = position_of(tile, pass);
+    if (position < range.end) index[pass] = source.fetch(position);
+  };
+  // Issues the loads of round `round` of `tile`.
+  auto load_round = [&](int tile, int round, KeyRound<Keys>& keys) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) store(j, make_uint4(0, 0, 0, 0));
-    return;
-  }
-  const typename Keys::KeyScales scales = source.load_scales(staged_key);
+    for (int i = 0; i < kPassesPerRound; ++i) {
+      const int pass = round * kPassesPerRound + i;
+      const int position = position_of(tile, pass);
+      const TokenBytes bytes =
+          position < range.end ? source.resolve(position, index[pass]) : TokenBytes{nullptr, nullptr, nullptr};
+      if (tile + 1 < num_tiles) fetch(tile + 1, pass);
+      keys.present[i] = bytes.nope != nullptr;
+      if (keys.present[i]) keys.eighths[i] = source.load(bytes, sub);
+    }
+  };
+
+  KeyRound<Keys> ahead;
+  if (num_tiles > 0) {
 #pragma unroll
-  for (int j = 0; j < kNumScaleTiles; ++j) {
-    store(j, source.dequant_chunk(*reinterpret_cast<const uint2*>(staged_key + 8 * sub + 64 * j), scales, j));
+    for (int pass = 0; pass < kPasses; ++pass) fetch(0, pass);
+    load_round(0, 0, ahead);
   }
-  store(kNumScaleTiles, *reinterpret_cast<const uint4*>(staged_key + kStagedRopeOffset + 16 * sub));
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const int buffer = tile % kKeyTiles;
+    const KTile k_tile{smem_address(smem.k[buffer])};
+#pragma unroll
+    for (int round = 0; round < kRounds; ++round) {
+      const KeyRound<Keys> keys = ahead;
+      if (round + 1 < kRounds) {
+        load_round(tile, round + 1, ahead);
+      } else if (tile + 1 < num_tiles) {
+        load_round(tile + 1, 0, ahead);
+      }
+      if (round == 0) mbarrier_wait(smem_address(&smem.empty[buffer]), ((tile / kKeyTiles) & 1) ^ 1);
+#pragma unroll
+      for (int i = 0; i < kPassesPerRound; ++i) {
+        const int key = first_key + (round * kPassesPerRound + i) * kKeysPerPass;
+        const uint32_t row = k_tile.chunk(key, sub);  // chunk sub + 8 j is `row` + j slices, here and in the peer
+        const uint32_t peer_row = kShare ? peer_shared_address(row, peer) : 0u;
+        auto store = [&](int j, uint4 v) {
+          st_shared_v4(row + j * KTile::kSliceBytes, v);
+          if constexpr (kShare) st_cluster_v4(peer_row + j * KTile::kSliceBytes, v);
+        };
+        if (keys.present[i]) {
+          source.dequant(keys.eighths[i], store);
+        } else {
+#pragma unroll
+          for (int j = 0; j < kChunksPerRow / kThreadsPerKey; ++j) store(j, make_uint4(0, 0, 0, 0));  // 0 * NaN = NaN
+        }
+        if (sub == 0) {
+          const uint32_t flag = smem_address(&smem.valid[buffer][key]);
+          st_shared_u32(flag, keys.present[i]);
+          if constexpr (kShare) st_cluster_u32(peer_shared_address(flag, peer), keys.present[i]);
+        }
+      }
+    }
+    // Every producer thread's writes are done (and fenced for wgmma) before one thread marks the tile full.
+    if constexpr (kShare) {
+      fence_proxy_async_cluster();  // wgmma in both CTAs reads the key tile
+    } else {
+      fence_proxy_async_shared();  // wgmma reads the key tile
+    }
+    producer_barrier<kProducerThreads>();
+    if (thread == 0) {
+      const uint32_t full = smem_address(&smem.full[buffer]);
+      if constexpr (kShare) {
+        mbarrier_arrive_cluster(full);
+        mbarrier_arrive_cluster(peer_shared_address(full, peer));
+      } else {
+        mbarrier_arrive(full);
+      }
+    }
+  }
 }
 
-// kShare: the CTA is one of a cluster of 2 that runs heads 0..63 and 64..127 of the same query row; each stages
-// and dequantizes half of every tile's keys and writes them into both CTAs' key tiles.
-template <class Keys, bool kShare>
-__global__ void __launch_bounds__(kThreads, 1)
-    attention_kernel(const __grid_constant__ typename Keys::Params params, const AttentionShape shape,
-                     const AttentionOutputs outputs, const SplitKVWorkspace workspace) {
-  extern __shared__ __align__(128) uint8_t smem_raw[];
-  SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw + (-smem_address(smem_raw) & 1023));
-  const int row = blockIdx.x;
-  const int head_base = blockIdx.y * kHeadsPerCta;
-  const int split = blockIdx.z;
+// The math warpgroups: Q, then QK, softmax and PV over every key tile the producers fill, then the row ends.
+template <bool kShare>
+__device__ __forceinline__ void attend_key_tiles(SharedStorage& smem, const AttentionShape& shape,
+                                                 const AttentionOutputs& outputs, const SplitKVWorkspace& workspace,
+                                                 int row, int head_base, int split, int num_tiles, uint32_t peer) {
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-
-  const Keys source(params, row);
-  const PositionRange range = split_positions(source.num_positions(), split, workspace.num_splits, kKeysPerTile);
-  const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
   const QTile q_tile{smem_address(smem.q)};
-  const KTile k_tile{smem_address(smem.k)};
 
-  // Q rows of this CTA's heads, read in place through q's strides and copied asynchronously with the first tile's
-  // keys (the binding keeps every q row 16-byte aligned: backend q_alignment); heads past num_heads are zeros and
-  // are never written out. The first tile's wait and proxy fence cover these copies too.
+  // Q rows of this CTA's heads, read in place through q's strides (the binding keeps every q row 16-byte aligned:
+  // backend q_alignment); heads past num_heads are zeros and are never written out. The copies overlap the
+  // producer's first gather.
   const uint16_t* const q_row = shape.q.row(row);
-  for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kThreads) {
+  for (int item = tid; item < kHeadsPerCta * kChunksPerRow; item += kMathThreads) {
     const int r = item / kChunksPerRow, c = item % kChunksPerRow;
     const int head = head_base + r;
     if (head < shape.num_heads) {
@@ -152,21 +212,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       st_shared_v4(q_tile.chunk(r, c), make_uint4(0, 0, 0, 0));
     }
   }
-
-  // Threads 0..63 locate the keys of a tile, one each: the index of tile t + 1 was fetched an iteration earlier
-  // (`fetched`), so its global-load latency is hidden behind tile t - 1.
-  int32_t fetched = 0;
-  auto fetch_tile = [&](int tile) {
-    const int position = range.begin + tile * kKeysPerTile + tid;
-    if (tid < kKeysPerTile && position < range.end) fetched = source.fetch(position);
-  };
-  auto locate_tile = [&](int tile, int buffer) {
-    if (tid < kKeysPerTile) {
-      const int position = range.begin + tile * kKeysPerTile + tid;
-      smem.keys[buffer][tid] =
-          position < range.end ? source.resolve(position, fetched) : TokenBytes{nullptr, nullptr, nullptr};
-    }
-  };
+  cp_async_commit();
+  cp_async_wait<0>();
+  fence_proxy_async_shared();  // wgmma reads Q
+  math_barrier<kMathThreads>();
 
   const int head_slice = warp % 4;  // this warp's S / O rows: heads 16 * head_slice ..
   const int warpgroup = warp / 4;   // keys 32 * warpgroup .. in QK, output dims 256 * warpgroup .. in PV
@@ -174,11 +223,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int group = lane / 4, quad = lane % 4;
   const float scale_log2 = shape.sm_scale * kLog2e;
   const uint64_t q_descriptor = k_major_sw128_descriptor(q_tile.base);
+  const uint32_t k_base = smem_address(smem.k[0]);
   const uint64_t k_descriptor =
-      k_major_sw128_descriptor(k_tile.base + kKeysPerWarpgroup * warpgroup * 128);  // its keys' 128-byte rows
+      k_major_sw128_descriptor(k_base + kKeysPerWarpgroup * warpgroup * 128);  // its keys' 128-byte rows
   // V = the key tile read N-major: this warpgroup's 256 output dims start at slice 4 warpgroup.
   const uint64_t v_descriptor =
-      mn_major_sw128_descriptor<KTile::kSliceBytes>(k_tile.base + 4 * warpgroup * KTile::kSliceBytes);
+      mn_major_sw128_descriptor<KTile::kSliceBytes>(k_base + 4 * warpgroup * KTile::kSliceBytes);
 
   float o[kOutFragments][4];
 #pragma unroll
@@ -186,79 +236,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   float row_max[2] = {-INFINITY, -INFINITY};  // scaled log2 domain, rows group and group + 8
   float row_sum[2] = {0.f, 0.f};              // this thread's keys; the quad and the partner are summed at the end
 
-  // The keys this CTA stages and dequantizes: all 64, or its half when it shares them with its cluster peer.
-  constexpr int kPasses = (kShare ? kKeysPerTile / 2 : kKeysPerTile) / kKeysPerPass;
-  const uint32_t peer = kShare ? cluster_rank() ^ 1u : 0u;
-  const int first_key = (kShare ? kKeysPerTile / 2 * int(peer ^ 1u) : 0) + tid / kThreadsPerKey;
-  const int sub = tid % kThreadsPerKey;
-  auto stage_tile = [&](int buffer) {
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int key = first_key + pass * kKeysPerPass;
-      stage_key<Keys>(smem.keys[buffer][key], smem.staged[buffer] + key * kStagedKeyBytes, sub);
-    }
-  };
-  // Everyone who writes this CTA's key tile (its own threads, and the peer's when shared) passes here first.
-  auto tile_barrier = [] {
-    if constexpr (kShare) {
-      cluster_sync();
-    } else {
-      __syncthreads();
-    }
-  };
-
-  if (num_tiles > 0) {
-    fetch_tile(0);
-    locate_tile(0, 0);
-    fetch_tile(1);
-    __syncthreads();
-    stage_tile(0);
-  }
-  cp_async_commit();
-
   for (int tile = 0; tile < num_tiles; ++tile) {
-    const int buffer = tile & 1;
-    if (tile + 1 < num_tiles) {
-      locate_tile(tile + 1, buffer ^ 1);
-      fetch_tile(tile + 2);
-    }
-    tile_barrier();  // next tile's TokenBytes visible; every reader of the key tile is done with the previous one
-    if (tile + 1 < num_tiles) stage_tile(buffer ^ 1);
-    cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();  // this tile's staged bytes visible
-#pragma unroll
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int key = first_key + pass * kKeysPerPass;
-      dequant_key<Keys, kShare>(source, smem.keys[buffer][key], smem.staged[buffer] + key * kStagedKeyBytes, k_tile,
-                                key, sub, peer);
-    }
-    if constexpr (kShare) {
-      fence_proxy_async_cluster();  // wgmma in both CTAs reads the key tile
-    } else {
-      fence_proxy_async_shared();  // wgmma reads the key tile
-    }
-    // Read this tile's key validity before the barrier: the next iteration's locate rewrites the other buffer,
-    // and the one after it this one.
-    const uint32_t valid_lo = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane].nope != nullptr);
-    const uint32_t valid_hi = __ballot_sync(0xFFFFFFFFu, smem.keys[buffer][lane + kKeysPerWarpgroup].nope != nullptr);
-    tile_barrier();  // bf16 key tile complete
+    const int buffer = tile % kKeyTiles;
+    mbarrier_wait(smem_address(&smem.full[buffer]), (tile / kKeyTiles) & 1);
+    const uint32_t valid = __ballot_sync(0xFFFFFFFFu, smem.valid[buffer][kKeysPerWarpgroup * warpgroup + lane] != 0);
+    const uint64_t tile_step = uint64_t(buffer * kKTileDescriptorStep);
 
-    // 4. S = Q K^T over d = 512 for this warpgroup's 32 keys: 32 wgmma k-steps, 4 per 128-byte slice; a step
+    // S = Q K^T over d = 512 for this warpgroup's 32 keys: 32 wgmma k-steps, 4 per 128-byte slice; a step
     // moves both descriptors' start addresses (in 16-byte units) by a constant.
     float s[kQkFragments];
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
       const uint64_t step = ((ks / 4) * QTile::kSliceBytes + (ks % 4) * 32) >> 4;
-      wgmma_m64n32k16_bf16(s, q_descriptor + step, k_descriptor + step, ks > 0);
+      wgmma_m64n32k16_bf16(s, q_descriptor + step, k_descriptor + tile_step + step, ks > 0);
     }
     wgmma_commit();
     wgmma_wait<0>();
 
-    // 5. Streaming softmax. Key 32 warpgroup + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[4n + e]; the
+    // Streaming softmax. Key 32 warpgroup + 8n + 2 quad + (e & 1) of row group + 8 (e >> 1) is s[4n + e]; the
     // warp holding the same heads' other 32 keys (partner) swaps row maxima and P with this one.
-    const uint32_t valid = warpgroup == 0 ? valid_lo : valid_hi;
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < kQkFragments / 4; ++n) {
@@ -315,17 +312,21 @@ __global__ void __launch_bounds__(kThreads, 1)
       p[kKeySteps / 2 + i / 4][i % 4] = warpgroup == 0 ? other : own[i / 4][i % 4];
     }
 
-    // 6. O += P V: warpgroup warpgroup multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
+    // O += P V: warpgroup warpgroup multiplies P [64 heads x 64 keys] (registers) by V [64 keys x its 256
     // dims] (shared memory, d contiguous), 4 wgmma k-steps of 16 keys.
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kKeySteps; ++kk) {
-      wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + ((kk * 16 * 128) >> 4));
+      wgmma_m64n256k16_bf16_rs(o, p[kk], v_descriptor + tile_step + ((kk * 16 * 128) >> 4));
     }
     wgmma_commit();
     wgmma_wait<0>();
+    if (lane == 0) {  // this warp is done with the tile
+      const uint32_t empty = smem_address(&smem.empty[buffer]);
+      mbarrier_arrive(empty);
+      if constexpr (kShare) mbarrier_arrive(peer_shared_address(empty, peer));
+    }
   }
-  cp_async_wait<0>();
 
   // Epilogue: rows group and group + 8 of this warp's 16 heads; the partner's keys summed in first. The partner
   // read this warp's last row maxima before the last pair barrier, so the slots are free.
@@ -357,6 +358,46 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (warpgroup == 0 && quad == 0) store_row_lse(outputs, workspace, shape, row, head, split, end.stored_lse);
   }
+}
+
+// kShare: the CTA is one of a cluster of 2 that runs heads 0..63 and 64..127 of the same query row; each producer
+// dequantizes half of every tile's keys and writes them into both CTAs' key tiles.
+template <class Keys, bool kShare>
+__global__ void __launch_bounds__(kThreads, 1)
+    attention_kernel(const __grid_constant__ typename Keys::Params params, const AttentionShape shape,
+                     const AttentionOutputs outputs, const SplitKVWorkspace workspace) {
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  SharedStorage& smem = *reinterpret_cast<SharedStorage*>(smem_raw + (-smem_address(smem_raw) & 1023));
+  const int row = blockIdx.x;
+  const int head_base = blockIdx.y * kHeadsPerCta;
+  const int split = blockIdx.z;
+  const uint32_t peer = kShare ? cluster_rank() ^ 1u : 0u;
+
+  const Keys source(params, row);
+  const PositionRange range = split_positions(source.num_positions(), split, workspace.num_splits, kKeysPerTile);
+  const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
+
+  if (threadIdx.x == 0) {
+    for (int b = 0; b < kKeyTiles; ++b) {
+      mbarrier_init(smem_address(&smem.full[b]), kFullArrivals<kShare>);
+      mbarrier_init(smem_address(&smem.empty[b]), kEmptyArrivals<kShare>);
+    }
+    fence_mbarrier_init();
+  }
+  if constexpr (kShare) {
+    cluster_sync();  // the peer's barriers are initialized before anything arrives on them
+  } else {
+    __syncthreads();
+  }
+
+  if (threadIdx.x >= kMathThreads) {
+    registers_decrease_to<kProducerRegisters>();
+    produce_key_tiles<Keys, kShare>(smem, source, range, num_tiles, threadIdx.x - kMathThreads, peer);
+  } else {
+    registers_increase_to<kMathRegisters>();
+    attend_key_tiles<kShare>(smem, shape, outputs, workspace, row, head_base, split, num_tiles, peer);
+  }
+  if constexpr (kShare) cluster_sync();  // the peer may still write into this CTA's tiles and barriers
 }
 
 }  // namespace flash_mla::sm90

@@ -26,8 +26,9 @@ __host__ __device__ __forceinline__ int shift_exponent(Fp8Format format) {
   return format == Fp8Format::kE4M3FN ? 120 : 119;
 }
 
-// Exact value of each byte times scale, rounded to bf16: the path for scales the fast path cannot fold.
-__device__ __forceinline__ uint4 dequant_fp8x8_exact(uint2 bytes, float scale, Fp8Format format) {
+// Exact value of each byte times scale, rounded to bf16: the path for scales the fast path cannot fold. Rare, so
+// kept out of line: inlined at every chunk it would crowd the instruction cache of the hot path.
+static __device__ __noinline__ uint4 dequant_fp8x8_exact(uint2 bytes, float scale, Fp8Format format) {
   uint32_t words[2] = {bytes.x, bytes.y};
   uint32_t out[4];
   for (int w = 0; w < 2; ++w) {

@@ -1,7 +1,11 @@
 // Where an attention CTA's keys come from. A key source maps a query row's key positions to token bytes
-// (fetch, then resolve) and turns one staged token into bf16: SparseKeys reads the paged MODEL1 cache through top-k
-// indices (main cache, then extra cache); CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale
-// tensors.
+// (fetch, then resolve), loads one thread's eighth of a token into registers, and turns it into bf16: SparseKeys
+// reads the paged MODEL1 cache through top-k indices (main cache, then extra cache); CsrKeys reads a CSR range of
+// decode's separate nope / rope / fp32-scale tensors.
+//
+// A key is loaded and dequantized by 8 threads: thread `sub` holds the 8-byte chunks sub + 8 j of the nope tiles
+// (j = 0..6) and rope bytes 16 sub .. + 16, which become the 16-byte output chunks sub + 8 j (j = 7: rope) of the
+// key's bf16 row.
 #pragma once
 
 #include <cstdint>
@@ -13,17 +17,44 @@
 
 namespace flash_mla::sm90 {
 
-// A staged key in shared memory: [448 fp8 nope | 128 rope bytes | scales], kStagedKeyBytes apart.
-constexpr int kStagedKeyBytes = 608;
-constexpr int kStagedRopeOffset = kNopeDim;
-constexpr int kStagedScaleOffset = kTokenDataBytes;
+constexpr int kThreadsPerKey = 8;
+
+// 8 bytes from global memory through the read-only path; byte by byte where the cache is not 8-byte aligned.
+template <bool kAligned>
+__device__ __forceinline__ uint2 load_8_bytes(const uint8_t* src) {
+  if constexpr (kAligned) {
+    return __ldg(reinterpret_cast<const uint2*>(src));
+  } else {
+    uint32_t words[2] = {0u, 0u};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) words[i / 4] |= uint32_t(__ldg(src + i)) << (8 * (i % 4));
+    return make_uint2(words[0], words[1]);
+  }
+}
+
+// What every key source loads for one thread's eighth of a key; Scales is the key's scale data.
+template <class Scales>
+struct KeyEighth {
+  uint2 nope[kNumScaleTiles];
+  uint2 rope[2];
+  Scales scales;
+};
+
+template <bool kAligned>
+__device__ __forceinline__ void load_key_data(uint2 (&nope)[kNumScaleTiles], uint2 (&rope)[2], const TokenBytes& bytes,
+                                              int sub) {
+#pragma unroll
+  for (int j = 0; j < kNumScaleTiles; ++j) nope[j] = load_8_bytes<kAligned>(bytes.nope + 8 * sub + 64 * j);
+  rope[0] = load_8_bytes<kAligned>(bytes.rope + 16 * sub);
+  rope[1] = load_8_bytes<kAligned>(bytes.rope + 16 * sub + 8);
+}
 
 template <bool kAligned8>
 struct SparseKeys {
   using Params = SparseDecodeParams;
-  static constexpr int kScaleChunkBytes = 8;  // 7 e8m0 bytes + pad, 8-byte aligned in both layouts
-  static constexpr int kScaleChunks = 1;
+  using Eighth = KeyEighth<uint2>;  // the 7 e8m0 scale bytes + pad, 8-byte aligned in both layouts
   static constexpr bool kAligned = kAligned8;
+  static constexpr int kPassesPerRound = 2;  // keys a producer thread has in flight (each loaded a round ahead)
 
   const Params& p;
   SparseRowPositions positions;
@@ -41,35 +72,42 @@ struct SparseKeys {
     return locate_valid_token(positions.source(p, position).cache, index);
   }
 
-  // A staged key's 7 e8m0 scale bytes (+ pad), and whether all fold into a bf16 exponent (the fast path).
-  struct KeyScales {
-    uint2 e8m0;
-    bool foldable;
-  };
+  __device__ Eighth load(const TokenBytes& bytes, int sub) const {
+    Eighth eighth;
+    load_key_data<kAligned>(eighth.nope, eighth.rope, bytes, sub);
+    eighth.scales = load_8_bytes<kAligned>(bytes.scales);
+    return eighth;
+  }
 
-  __device__ KeyScales load_scales(const uint8_t* staged) const {
-    const uint2 e8m0 = *reinterpret_cast<const uint2*>(staged + kStagedScaleOffset);
+  // store(j, 8 bf16) for the output chunks j = 0..7. Scales that all fold into a bf16 exponent take the fast path.
+  template <class Store>
+  __device__ void dequant(const Eighth& eighth, Store&& store) const {
+    const uint2 e8m0 = eighth.scales;
     uint32_t largest = __vmaxu4(e8m0.x, e8m0.y & 0x00FFFFFFu);  // the pad byte is not a scale
     largest = __vmaxu4(largest, largest >> 16);
     largest = __vmaxu4(largest, largest >> 8) & 0xFFu;
-    return {e8m0, int(largest) + shift_exponent(p.sources[0].cache.format) <= 254};
-  }
-
-  // 8 fp8 values of nope tile `tile` -> 8 bf16.
-  __device__ uint4 dequant_chunk(uint2 fp8, const KeyScales& scales, int tile) const {
-    const uint32_t byte = (tile < 4 ? scales.e8m0.x >> (8 * tile) : scales.e8m0.y >> (8 * (tile - 4))) & 0xFFu;
     const Fp8Format format = p.sources[0].cache.format;
-    if (scales.foldable) return dequant_fp8x8_folded(fp8, byte + shift_exponent(format));
-    return dequant_fp8x8_exact(fp8, e8m0_to_float(uint8_t(byte)), format);
+    const int shift = shift_exponent(format);
+    const bool foldable = int(largest) + shift <= 254;
+#pragma unroll
+    for (int j = 0; j < kNumScaleTiles; ++j) {
+      const uint32_t byte = (j < 4 ? e8m0.x >> (8 * j) : e8m0.y >> (8 * (j - 4))) & 0xFFu;
+      store(j, foldable ? dequant_fp8x8_folded(eighth.nope[j], byte + shift)
+                        : dequant_fp8x8_exact(eighth.nope[j], e8m0_to_float(uint8_t(byte)), format));
+    }
+    store(kNumScaleTiles, make_uint4(eighth.rope[0].x, eighth.rope[0].y, eighth.rope[1].x, eighth.rope[1].y));
   }
 };
 
 template <bool kAligned8>
 struct CsrKeys {
   using Params = DecodeParams;
-  static constexpr int kScaleChunkBytes = 4;  // fp32 scales, 4-byte aligned
-  static constexpr int kScaleChunks = kNumScaleTiles;
+  struct Scales {
+    float tile[kNumScaleTiles];
+  };
+  using Eighth = KeyEighth<Scales>;
   static constexpr bool kAligned = kAligned8;
+  static constexpr int kPassesPerRound = 1;  // fp32 scales take 7 registers a key: one key in flight, not two
 
   const Params& p;
   TokenRange range;
@@ -83,16 +121,21 @@ struct CsrKeys {
 
   __device__ TokenBytes resolve(int position, int32_t) const { return csr_token_bytes(p, range.begin + position); }
 
-  struct KeyScales {
-    const float* scales;  // the staged fp32 scales
-  };
-
-  __device__ KeyScales load_scales(const uint8_t* staged) const {
-    return {reinterpret_cast<const float*>(staged + kStagedScaleOffset)};
+  __device__ Eighth load(const TokenBytes& bytes, int sub) const {
+    Eighth eighth;
+    load_key_data<kAligned>(eighth.nope, eighth.rope, bytes, sub);
+    const float* scales = reinterpret_cast<const float*>(bytes.scales);  // fp32, 4-byte aligned
+#pragma unroll
+    for (int j = 0; j < kNumScaleTiles; ++j) eighth.scales.tile[j] = __ldg(scales + j);
+    return eighth;
   }
 
-  __device__ uint4 dequant_chunk(uint2 fp8, const KeyScales& scales, int tile) const {
-    return dequant_fp8x8_f32(fp8, scales.scales[tile], p.format);
+  template <class Store>
+  __device__ void dequant(const Eighth& eighth, Store&& store) const {
+#pragma unroll
+    for (int j = 0; j < kNumScaleTiles; ++j)
+      store(j, dequant_fp8x8_f32(eighth.nope[j], eighth.scales.tile[j], p.format));
+    store(kNumScaleTiles, make_uint4(eighth.rope[0].x, eighth.rope[0].y, eighth.rope[1].x, eighth.rope[1].y));
   }
 };
 

@@ -1,5 +1,6 @@
 // Small named operations on Hopper (sm_90a): asynchronous copies, bf16 wgmma with its descriptors and fences,
-// and the 128-byte-swizzled shared-memory tile it reads. Kernel code says what moves where; the PTX lives here.
+// the 128-byte-swizzled shared-memory tile it reads, barriers (named, cluster, mbarrier) and register reallocation.
+// Kernel code says what moves where; the PTX lives here.
 #pragma once
 
 #include <cstdint>
@@ -143,14 +144,79 @@ __device__ __forceinline__ void st_shared_v4(uint32_t smem_addr, uint4 v) {
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 }
 
+__device__ __forceinline__ void st_shared_u32(uint32_t smem_addr, uint32_t v) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(smem_addr), "r"(v));
+}
+
+__device__ __forceinline__ void st_cluster_u32(uint32_t cluster_addr, uint32_t v) {
+  asm volatile("st.shared::cluster.b32 [%0], %1;\n" ::"r"(cluster_addr), "r"(v));
+}
+
 __device__ __forceinline__ void st_cluster_v4(uint32_t cluster_addr, uint4 v) {
   asm volatile("st.shared::cluster.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(cluster_addr), "r"(v.x), "r"(v.y), "r"(v.z),
                "r"(v.w));
 }
 
-// Warps w and w + 4 (the same heads, in the two warpgroups) meet at named barrier 1 + w % 4.
+// Warps w and w + 4 (the same heads, in the two math warpgroups) meet at named barrier 1 + w % 4.
 __device__ __forceinline__ void pair_barrier(int head_slice) {
   asm volatile("bar.sync %0, 64;\n" ::"r"(1 + head_slice));
+}
+
+// The threads of the math warpgroups meet at named barrier 5, the producer's at 6 (0 is __syncthreads, 1..4 the
+// pair barriers).
+template <int kThreads>
+__device__ __forceinline__ void math_barrier() {
+  asm volatile("bar.sync 5, %0;\n" ::"n"(kThreads));
+}
+template <int kThreads>
+__device__ __forceinline__ void producer_barrier() {
+  asm volatile("bar.sync 6, %0;\n" ::"n"(kThreads));
+}
+
+// Register reallocation between warpgroups (the whole warpgroup executes it): producers give registers back,
+// math warpgroups take them.
+template <int kRegisters>
+__device__ __forceinline__ void registers_decrease_to() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+template <int kRegisters>
+__device__ __forceinline__ void registers_increase_to() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+// mbarriers in shared memory. A CTA's threads see another's shared-memory writes through a barrier phase when the
+// writer arrives after them (release) and the reader waits for the phase (acquire); writes into a peer CTA's shared
+// memory need the arrival at cluster scope. `arrive` takes a shared::cluster address: this CTA's own shared-memory
+// address or a peer's (peer_shared_address).
+__device__ __forceinline__ void mbarrier_init(uint32_t barrier, int arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(barrier), "r"(arrivals));
+}
+
+// Makes initialized barriers visible to the cluster (and to the async proxy).
+__device__ __forceinline__ void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive(uint32_t cluster_barrier) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_barrier) : "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive_cluster(uint32_t cluster_barrier) {
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_barrier) : "memory");
+}
+
+// Waits until the phase with this parity (0, 1, 0, ...) of this CTA's barrier has completed.
+__device__ __forceinline__ void mbarrier_wait(uint32_t barrier, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(barrier), "r"(parity)
+        : "memory");
+  }
 }
 
 __device__ __forceinline__ void cluster_sync() {
