@@ -81,10 +81,11 @@ struct SharedStorage {
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
 constexpr int kKTileDescriptorStep = kKeysPerTile * kHeadDim * 2 >> 4;  // a key tile in descriptor address units
 
-// Arrivals that complete a phase: one for each producer that writes the tile (this CTA's and, when the keys are
-// shared, the peer's), and one for every math warp that reads it (likewise).
-template <bool kShare>
-constexpr int kFullArrivals = kShare ? 2 : 1;
+// Arrivals that complete a phase: this CTA's producer (when the keys are shared, once the peer's asynchronous
+// stores of its half, kPeerTileBytes, have landed too), and every math warp that reads the tile, in this CTA and
+// (when shared) the peer.
+constexpr int kFullArrivals = 1;
+constexpr int kPeerTileBytes = kKeysPerTile / 2 * (kHeadDim * 2 + int(sizeof(uint32_t)));
 template <bool kShare>
 constexpr int kEmptyArrivals = kMathWarps * (kShare ? 2 : 1);
 
@@ -141,6 +142,8 @@ __device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Key
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int buffer = tile % kKeyTiles;
     const KTile k_tile{smem_address(smem.k[buffer])};
+    const uint32_t full = smem_address(&smem.full[buffer]);
+    const uint32_t peer_full = kShare ? peer_shared_address(full, peer) : 0u;
 #pragma unroll
     for (int round = 0; round < kRounds; ++round) {
       const KeyRound<Keys> keys = ahead;
@@ -157,7 +160,7 @@ __device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Key
         const uint32_t peer_row = kShare ? peer_shared_address(row, peer) : 0u;
         auto store = [&](int j, uint4 v) {
           st_shared_v4(row + j * KTile::kSliceBytes, v);
-          if constexpr (kShare) st_cluster_v4(peer_row + j * KTile::kSliceBytes, v);
+          if constexpr (kShare) st_async_v4(peer_row + j * KTile::kSliceBytes, v, peer_full);
         };
         if (keys.present[i]) {
           source.dequant(keys.eighths[i], store);
@@ -168,22 +171,17 @@ __device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Key
         if (sub == 0) {
           const uint32_t flag = smem_address(&smem.valid[buffer][key]);
           st_shared_u32(flag, keys.present[i]);
-          if constexpr (kShare) st_cluster_u32(peer_shared_address(flag, peer), keys.present[i]);
+          if constexpr (kShare) st_async_u32(peer_shared_address(flag, peer), keys.present[i], peer_full);
         }
       }
     }
-    // Every producer thread's writes are done (and fenced for wgmma) before one thread marks the tile full.
-    if constexpr (kShare) {
-      fence_proxy_async_cluster();  // wgmma in both CTAs reads the key tile
-    } else {
-      fence_proxy_async_shared();  // wgmma reads the key tile
-    }
+    // Every producer thread's writes into this CTA are done (and fenced for wgmma) before one thread marks the tile
+    // full; the peer's writes complete on the same barrier.
+    fence_proxy_async_shared();
     producer_barrier<kProducerThreads>();
     if (thread == 0) {
-      const uint32_t full = smem_address(&smem.full[buffer]);
       if constexpr (kShare) {
-        mbarrier_arrive_cluster(full);
-        mbarrier_arrive_cluster(peer_shared_address(full, peer));
+        mbarrier_arrive_expect_tx(full, kPeerTileBytes);
       } else {
         mbarrier_arrive(full);
       }
@@ -379,7 +377,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (threadIdx.x == 0) {
     for (int b = 0; b < kKeyTiles; ++b) {
-      mbarrier_init(smem_address(&smem.full[b]), kFullArrivals<kShare>);
+      mbarrier_init(smem_address(&smem.full[b]), kFullArrivals);
       mbarrier_init(smem_address(&smem.empty[b]), kEmptyArrivals<kShare>);
     }
     fence_mbarrier_init();

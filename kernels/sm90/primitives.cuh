@@ -127,7 +127,7 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16_rs(float (&d)[32][4], cons
 }
 
 // Thread-block clusters: this CTA's rank, the address of the same shared-memory byte in another CTA of the
-// cluster, a 16-byte store there, and the cluster-wide barrier (release / acquire).
+// cluster, and the cluster-wide barrier (release / acquire).
 __device__ __forceinline__ uint32_t cluster_rank() {
   uint32_t rank;
   asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
@@ -140,21 +140,16 @@ __device__ __forceinline__ uint32_t peer_shared_address(uint32_t smem_addr, uint
   return remote;
 }
 
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
 __device__ __forceinline__ void st_shared_v4(uint32_t smem_addr, uint4 v) {
   asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 }
 
 __device__ __forceinline__ void st_shared_u32(uint32_t smem_addr, uint32_t v) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(smem_addr), "r"(v));
-}
-
-__device__ __forceinline__ void st_cluster_u32(uint32_t cluster_addr, uint32_t v) {
-  asm volatile("st.shared::cluster.b32 [%0], %1;\n" ::"r"(cluster_addr), "r"(v));
-}
-
-__device__ __forceinline__ void st_cluster_v4(uint32_t cluster_addr, uint4 v) {
-  asm volatile("st.shared::cluster.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(cluster_addr), "r"(v.x), "r"(v.y), "r"(v.z),
-               "r"(v.w));
 }
 
 // Warps w and w + 4 (the same heads, in the two math warpgroups) meet at named barrier 1 + w % 4.
@@ -186,8 +181,8 @@ __device__ __forceinline__ void registers_increase_to() {
 
 // mbarriers in shared memory. A CTA's threads see another's shared-memory writes through a barrier phase when the
 // writer arrives after them (release) and the reader waits for the phase (acquire); writes into a peer CTA's shared
-// memory need the arrival at cluster scope. `arrive` takes a shared::cluster address: this CTA's own shared-memory
-// address or a peer's (peer_shared_address).
+// memory go through st_async_* and complete on the peer's barrier. `mbarrier_arrive` takes a shared::cluster
+// address: this CTA's own shared-memory address or a peer's (peer_shared_address).
 __device__ __forceinline__ void mbarrier_init(uint32_t barrier, int arrivals) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(barrier), "r"(arrivals));
 }
@@ -201,8 +196,25 @@ __device__ __forceinline__ void mbarrier_arrive(uint32_t cluster_barrier) {
   asm volatile("mbarrier.arrive.release.cta.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_barrier) : "memory");
 }
 
-__device__ __forceinline__ void mbarrier_arrive_cluster(uint32_t cluster_barrier) {
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_barrier) : "memory");
+// Arrives and expects `bytes` more to be counted on the barrier by asynchronous stores (st_async_*) before the
+// phase can complete.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t barrier, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(barrier), "r"(bytes)
+               : "memory");
+}
+
+// Stores into a peer CTA's shared memory that complete on the peer's barrier (complete_tx of their bytes): once
+// the peer sees the phase complete, the data is there for its wgmma too, with no fence on either side.
+__device__ __forceinline__ void st_async_v4(uint32_t cluster_addr, uint4 v, uint32_t cluster_barrier) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                   cluster_addr),
+               "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(cluster_barrier)
+               : "memory");
+}
+__device__ __forceinline__ void st_async_u32(uint32_t cluster_addr, uint32_t v, uint32_t cluster_barrier) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n" ::"r"(cluster_addr),
+               "r"(v), "r"(cluster_barrier)
+               : "memory");
 }
 
 // Waits until the phase with this parity (0, 1, 0, ...) of this CTA's barrier has completed.
@@ -217,15 +229,6 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t barrier, uint32_t parity)
         : "r"(barrier), "r"(parity)
         : "memory");
   }
-}
-
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-
-// As fence_proxy_async_shared, for writes into any CTA of the cluster.
-__device__ __forceinline__ void fence_proxy_async_cluster() {
-  asm volatile("fence.proxy.async.shared::cluster;\n" ::: "memory");
 }
 
 }  // namespace flash_mla::sm90
