@@ -11,8 +11,13 @@ engines pass them: a benchmark of tidy tensors would flatter either kernel.
 FLOPs = 2 * h_q * attended * (512 + 512), attended = query rows x top-k positions inside their lengths;
 bytes = Q + O (bf16) + unique selected tokens x 576 (FlashMLA's counting, so numbers compare with its table).
 
+With a FlashMLA checkout whose package is installed (--flashmla-dir, or $FLASHMLA_DIR), the cases are FlashMLA's
+26 MODEL1 cases as its own harness generates them (flashmla_harness.py), and both ops run on those very tensors.
+--head-shards adds 8/16/32-head slices of the 64-head cases (tensor-parallel shards) against FlashMLA on all 64.
+Every case is checked against the float64 reference (out and lse) before it is timed, unless --no-check.
+
 Usage: python benchmarks/bench_sparse_decode.py [--device cuda|cpu] [--cases quick|flashmla|seed|all]
-       [--json out.json] [--chart out.png] [--no-check]
+       [--flashmla-dir DIR] [--head-shards] [--json out.json] [--chart out.png] [--no-check]
 """
 
 import argparse
@@ -37,6 +42,7 @@ from common import (  # noqa: E402
     write_json,
 )
 from flash_mla_rocm import reference  # noqa: E402
+from flashmla_harness import harness_cases, import_harness  # noqa: E402
 from flash_mla_rocm.testing import (  # noqa: E402
     LATENT_RMS,
     assert_lse_close,
@@ -193,68 +199,141 @@ SEED_H20_TFLOPS = {  # the seed's H20 FlashMLA table (../shared/reference/seed_h
 }  # fmt: skip
 
 
+def measure(label, meta, args, flop, bytes_moved, device, check, run_flashmla=None):
+    """One benchmark row: ours (and FlashMLA's, given its runner on the same tensors) checked and timed."""
+    ours = lambda: fm.sparse_attn_decode(**args)  # noqa: E731
+    row = {"case": label, **meta, "flop": flop, "bytes": bytes_moved}
+    out, lse = ours()
+    if check:
+        ref_out, ref_lse = reference.sparse_attn_decode(**args)
+        assert_out_close(out, ref_out, f"{label} out")
+        assert_lse_close(lse, ref_lse, f"{label} lse")
+        row["correct"] = True
+    row["us_eager"] = time_eager_us(ours, device)
+    row["us_graph"] = time_graph_us(ours) if device == "cuda" else None
+    row["us"] = row["us_graph"] or row["us_eager"]
+    if run_flashmla is not None:
+        their_out, their_lse = run_flashmla()
+        if check:
+            assert_out_close(their_out, ref_out, f"FlashMLA {label} out")
+            assert_lse_close(their_lse, ref_lse, f"FlashMLA {label} lse")
+        row["flashmla_us"] = time_graph_us(run_flashmla)
+        row["flashmla_tflops"] = flop / row["flashmla_us"] / 1e6
+        row["speedup"] = row["flashmla_us"] / row["us"]
+    row["tflops"] = flop / row["us"] / 1e6
+    row["gbps"] = bytes_moved / row["us"] / 1e3
+    theirs = f", FlashMLA {row['flashmla_us']:.1f} us ({row['speedup']:.2f}x)" if run_flashmla is not None else ""
+    print(f"  {label}: {row['us']:.1f} us, {row['tflops']:.2f} TFLOPS{theirs}", flush=True)
+    return row
+
+
+def copy_bandwidth_gbps():
+    """The card's device-to-device copy rate (read + write bytes a second), the memory limit's yardstick."""
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return 2 * src.numel() / time_graph_us(lambda: dst.copy_(src), calls_per_graph=5) / 1e3
+
+
+def head_shard_rows(row, args, device, check, bandwidth):
+    """Tensor-parallel head shards of a 64-head CONFIG1 / CONFIG3 case: ours on its first 8, 16, 32 heads (q and the
+    sinks sliced as views) against FlashMLA on all 64 (engines pad a shard to 64 heads for it), and the memory limit:
+    584 bytes per selected key (query rows x attended keys) at the measured copy bandwidth (GB/s)."""
+    if row["h_q"] != 64 or not row["group"].startswith(("CONFIG1", "CONFIG3")):
+        return []
+    selected_keys = row["flop"] / (2 * 64 * 1024)
+    shard_rows = []
+    for heads in (8, 16, 32):
+        shard = dict(args, q=args["q"][:, :, :heads], attn_sink=args["attn_sink"][:heads])
+        meta = {"group": row["group"], "b": row["b"], "h_q": heads}
+        shard_row = measure(f"{row['case']} shard h{heads}", meta, shard, row["flop"] * heads / 64, selected_keys * 584,
+                            device, check)  # fmt: skip
+        shard_row["memory_limit_us"] = selected_keys * 584 / bandwidth / 1e3
+        shard_row["over_memory_limit"] = shard_row["us"] / shard_row["memory_limit_us"]
+        if row.get("flashmla_us"):
+            shard_row["flashmla_padded_us"] = row["flashmla_us"]
+            shard_row["speedup_vs_padded"] = row["flashmla_us"] / shard_row["us"]
+        shard_rows.append(shard_row)
+    return shard_rows
+
+
+SHARD_COLUMNS = [("case", "case", "{}"), ("us", "us", "{:.1f}"), ("flop", "FLOP", "{:.3g}"),
+                 ("bytes", "key bytes", "{:.3g}"), ("memory_limit_us", "memory limit us", "{:.1f}"),
+                 ("over_memory_limit", "x memory limit", "{:.2f}"), ("flashmla_padded_us", "FlashMLA h64 us", "{:.1f}"),
+                 ("speedup_vs_padded", "FlashMLA h64/ours", "{:.2f}")]  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)
     parser.add_argument("--cases", default="auto", choices=["auto", "quick", "flashmla", "seed", "all"])
+    parser.add_argument("--flashmla-dir", default=os.environ.get("FLASHMLA_DIR"),
+                        help="a FlashMLA checkout (default $FLASHMLA_DIR): race on the cases its own harness generates")
+    parser.add_argument("--head-shards", action="store_true", help="also time 8/16/32-head shards of 64-head cases")
     parser.add_argument("--json", default=None)
     parser.add_argument("--chart", default=None)
     parser.add_argument("--no-check", action="store_true", help="skip the float64 reference check")
     opts = parser.parse_args()
     device = opts.device or best_device()
     flash_mla = load_flashmla() if device == "cuda" else None
+    harness = import_harness(opts.flashmla_dir) if flash_mla is not None and opts.flashmla_dir else None
     h200 = reference_rows(os.path.join(REFERENCE_DIR, "flashmla_model1_h200.json"),
                           lambda r: (r["h_q"], r["b"], r["topk"], r["extra_topk"] or 0, r["extra_block"] or 0))
-    print(f"flash_mla.sparse_attn_decode on {device_name(device)}; FlashMLA alongside: {flash_mla is not None}")
+    inputs = "FlashMLA's harness (tests/lib.py)" if harness is not None else "this benchmark's generator"
+    print(f"flash_mla.sparse_attn_decode on {device_name(device)}; FlashMLA alongside: {flash_mla is not None}; "
+          f"inputs from {inputs}; every case checked against the float64 reference: {not opts.no_check}")
 
-    rows = []
-    for case in select_cases(opts.cases, device):
-        args = make_inputs(case, device)
-        flop, bytes_moved = flop_and_bytes(case, args)
-        ours = lambda: fm.sparse_attn_decode(**args)  # noqa: E731
-        row = {"case": case.label, **dataclasses.asdict(case), "flop": flop, "bytes": bytes_moved}
-        out, lse = ours()
-        if not opts.no_check:
-            ref_out, ref_lse = reference.sparse_attn_decode(**args)
-            assert_out_close(out, ref_out, f"{case.label} out")
-            assert_lse_close(lse, ref_lse, f"{case.label} lse")
-            row["correct"] = True
-        row["us_eager"] = time_eager_us(ours, device)
-        row["us_graph"] = time_graph_us(ours) if device == "cuda" else None
-        row["us"] = row["us_graph"] or row["us_eager"]
-        if flash_mla is not None:
-            theirs = flashmla_runner(flash_mla, args)
-            their_out, their_lse = theirs()
-            if not opts.no_check:
-                assert_out_close(their_out, ref_out, f"FlashMLA {case.label} out")
-                assert_lse_close(their_lse, ref_lse, f"FlashMLA {case.label} lse")
-            row["flashmla_us"] = time_graph_us(theirs)
-            row["flashmla_tflops"] = flop / row["flashmla_us"] / 1e6
-            row["speedup"] = row["flashmla_us"] / row["us"]
-        row["tflops"] = flop / row["us"] / 1e6
-        row["gbps"] = bytes_moved / row["us"] / 1e3
-        ref = h200.get((case.h_q, case.b, case.topk, case.extra_topk, case.extra_block_size if case.extra_topk else 0))
-        row["h200_ref_us"] = ref["us"] if ref and case.group.startswith(("CONFIG", "PEAK")) else None
-        seed_key = (f"PEAK-{case.h_q}", case.b) if case.group == "PEAK" else (case.group, case.b)
-        row["seed_h20_tflops"] = SEED_H20_TFLOPS.get(seed_key)
+    shards = opts.head_shards and device == "cuda"
+    bandwidth = copy_bandwidth_gbps() if shards else None
+    rows, shard_rows = [], []
+
+    def record(row, args):
         rows.append(row)
-        print(f"  {case.label}: {row['us']:.1f} us, {row['tflops']:.2f} TFLOPS", flush=True)
+        if shards:
+            shard_rows.extend(head_shard_rows(row, args, device, not opts.no_check, bandwidth))
 
-    columns = [("case", "case", "{}"), ("us_graph", "us (graph)", "{:.1f}"), ("us_eager", "us (eager)", "{:.1f}"),
-               ("tflops", "TFLOPS", "{:.2f}"), ("gbps", "GB/s", "{:.1f}"), ("flashmla_us", "FlashMLA us", "{:.1f}"),
+    if harness is not None:
+        for case in harness_cases(harness, flash_mla):
+            meta = {"group": case.group, "b": case.b, "h_q": case.h_q, "topk": case.topk, "extra_topk": case.extra_topk}
+            record(measure(case.label, meta, case.args, case.flop, case.bytes, device, not opts.no_check,
+                           case.run_flashmla), case.args)  # fmt: skip
+    else:
+        for case in select_cases(opts.cases, device):
+            args = make_inputs(case, device)
+            flop, bytes_moved = flop_and_bytes(case, args)
+            theirs = flashmla_runner(flash_mla, args) if flash_mla is not None else None
+            row = measure(case.label, dataclasses.asdict(case), args, flop, bytes_moved, device, not opts.no_check, theirs)
+            ref = h200.get((case.h_q, case.b, case.topk, case.extra_topk, case.extra_block_size if case.extra_topk else 0))
+            row["h200_ref_us"] = ref["us"] if ref and case.group.startswith(("CONFIG", "PEAK")) else None
+            seed_key = (f"PEAK-{case.h_q}", case.b) if case.group == "PEAK" else (case.group, case.b)
+            row["seed_h20_tflops"] = SEED_H20_TFLOPS.get(seed_key)
+            record(row, args)
+
+    columns = [("case", "case", "{}"), ("flop", "FLOP", "{:.3g}"), ("bytes", "bytes", "{:.3g}"),
+               ("us_graph", "us (graph)", "{:.1f}"), ("us_eager", "us (eager)", "{:.1f}"), ("tflops", "TFLOPS", "{:.2f}"),
+               ("gbps", "GB/s", "{:.1f}"), ("flashmla_us", "FlashMLA us", "{:.1f}"),
                ("speedup", "FlashMLA/ours", "{:.2f}"), ("h200_ref_us", "FlashMLA H200 ref us", "{:.1f}"),
                ("seed_h20_tflops", "seed H20 TFLOPS", "{:.1f}")]  # fmt: skip
+    if device != "cuda":  # the GPU-only columns
+        columns = [c for c in columns if c[0] not in ("us_graph", "flashmla_us", "speedup", "h200_ref_us")]
     print()
     print_table(rows, columns)
     flashmla_rows = [r for r in rows if r["group"].startswith(("CONFIG", "PEAK"))]
-    summary = {"device": device_name(device), "geomean_tflops": geomean([r["tflops"] for r in rows]),
+    summary = {"device": device_name(device), "inputs": inputs, "checked": not opts.no_check,
+               "geomean_tflops": geomean([r["tflops"] for r in rows]),
                "flashmla_cases_geomean_tflops": geomean([r["tflops"] for r in flashmla_rows])}  # fmt: skip
     if flash_mla is not None:
         summary["flashmla_geomean_tflops"] = geomean([r["flashmla_tflops"] for r in flashmla_rows])
         summary["ratio_to_flashmla"] = summary["flashmla_cases_geomean_tflops"] / summary["flashmla_geomean_tflops"]
+        summary["min_ratio_to_flashmla"] = min(r["speedup"] for r in flashmla_rows)
+    if shard_rows:
+        print(f"\nHead shards (copy bandwidth {bandwidth:.0f} GB/s):")
+        print_table(shard_rows, SHARD_COLUMNS)
+        summary["copy_bandwidth_gbps"] = bandwidth
+    if not opts.no_check:
+        print(f"\nAll {len(rows) + len(shard_rows)} cases matched the float64 reference (out and lse gates).")
     print("\n" + "  ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in summary.items()))
     if opts.json:
-        write_json(opts.json, {"summary": summary, "rows": rows})
+        write_json(opts.json, {"summary": summary, "rows": rows, "head_shards": shard_rows})
     if opts.chart:
         series = {"ours": [r["tflops"] for r in rows]}
         if flash_mla is not None:

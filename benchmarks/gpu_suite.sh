@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On a GPU machine: build and install, run the test suite on the GPU, run compute-sanitizer over the
-# adversarial-index and NaN-poison tests, then both benchmarks. Logs and results go to ${OUT:-bench_out}.
+# adversarial-index and NaN-poison tests (memcheck) and a 16-, a 64- and a 128-head case (racecheck, synccheck), then both
+# benchmarks. Logs and results go to ${OUT:-bench_out}.
 # Stages: STAGES="build test sanitize bench" (default: all). An installed flash_mla package is raced alongside.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,9 +32,13 @@ if [[ $stages == *sanitize* ]]; then
   run memcheck compute-sanitizer --tool memcheck --error-exitcode 9 python3 -P -m pytest -q -x -p no:cacheprovider \
     tests/test_sparse_attn_decode.py tests/test_decode.py -k "cuda and (invalid or edges or empty or views or adversarial or no_tokens or lengths or poison or extra)"
   tail -n 3 "$out/memcheck.log"
-  run racecheck compute-sanitizer --tool racecheck --error-exitcode 9 python3 -P -m pytest -q -x -p no:cacheprovider \
-    tests/test_sparse_attn_decode.py -k "cuda and test_extra_cache_with_lengths_and_sink and token"
-  tail -n 3 "$out/racecheck.log"
+  for tool in racecheck synccheck; do
+    run $tool compute-sanitizer --tool $tool --error-exitcode 9 python3 -P -m pytest -q -x -p no:cacheprovider \
+      "tests/test_sparse_attn_decode.py::test_extra_cache_with_lengths_and_sink[cuda-token]" \
+      "tests/test_sparse_attn_decode.py::test_shapes[cuda-flashmla-1-2-64-200-4-69]" \
+      "tests/test_sparse_attn_decode.py::test_shapes[cuda-token-2-1-128-130-2-256]"
+    tail -n 3 "$out/$tool.log"
+  done
 fi
 if [[ $stages == *bench* ]]; then
   run bench_sparse python3 benchmarks/bench_sparse_decode.py --cases all --json "$out/sparse.json" --chart "$out/sparse.png"

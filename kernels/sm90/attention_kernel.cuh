@@ -81,10 +81,10 @@ struct SharedStorage {
 constexpr int kSharedBytes = int(sizeof(SharedStorage)) + 1024;
 constexpr int kKTileDescriptorStep = kKeysPerTile * kHeadDim * 2 >> 4;  // a key tile in descriptor address units
 
-// Arrivals that complete a phase: this CTA's producer (when the keys are shared, once the peer's asynchronous
-// stores of its half, kPeerTileBytes, have landed too), and every math warp that reads the tile, in this CTA and
-// (when shared) the peer.
-constexpr int kFullArrivals = 1;
+// Arrivals that complete a phase: every thread of this CTA's producer (when the keys are shared, once the peer's
+// asynchronous stores of its half, kPeerTileBytes, have landed too), and every math warp that reads the tile, in
+// this CTA and (when shared) the peer.
+constexpr int kFullArrivals = kProducerThreads;
 constexpr int kPeerTileBytes = kKeysPerTile / 2 * (kHeadDim * 2 + int(sizeof(uint32_t)));
 template <bool kShare>
 constexpr int kEmptyArrivals = kMathWarps * (kShare ? 2 : 1);
@@ -175,16 +175,13 @@ __device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Key
         }
       }
     }
-    // Every producer thread's writes into this CTA are done (and fenced for wgmma) before one thread marks the tile
-    // full; the peer's writes complete on the same barrier.
+    // Each producer thread releases its own writes into this CTA (fenced for wgmma); the peer's writes complete on
+    // the same barrier, as the bytes thread 0 announces.
     fence_proxy_async_shared();
-    producer_barrier<kProducerThreads>();
-    if (thread == 0) {
-      if constexpr (kShare) {
-        mbarrier_arrive_expect_tx(full, kPeerTileBytes);
-      } else {
-        mbarrier_arrive(full);
-      }
+    if (kShare && thread == 0) {
+      mbarrier_arrive_expect_tx(full, kPeerTileBytes);
+    } else {
+      mbarrier_arrive(full);
     }
   }
 }
@@ -319,6 +316,7 @@ __device__ __forceinline__ void attend_key_tiles(SharedStorage& smem, const Atte
     }
     wgmma_commit();
     wgmma_wait<0>();
+    __syncwarp();     // every lane's reads of the tile (its validity flags) before the release
     if (lane == 0) {  // this warp is done with the tile
       const uint32_t empty = smem_address(&smem.empty[buffer]);
       mbarrier_arrive(empty);

@@ -157,15 +157,10 @@ __device__ __forceinline__ void pair_barrier(int head_slice) {
   asm volatile("bar.sync %0, 64;\n" ::"r"(1 + head_slice));
 }
 
-// The threads of the math warpgroups meet at named barrier 5, the producer's at 6 (0 is __syncthreads, 1..4 the
-// pair barriers).
+// The threads of the math warpgroups meet at named barrier 5 (0 is __syncthreads, 1..4 the pair barriers).
 template <int kThreads>
 __device__ __forceinline__ void math_barrier() {
   asm volatile("bar.sync 5, %0;\n" ::"n"(kThreads));
-}
-template <int kThreads>
-__device__ __forceinline__ void producer_barrier() {
-  asm volatile("bar.sync 6, %0;\n" ::"n"(kThreads));
 }
 
 // Register reallocation between warpgroups (the whole warpgroup executes it): producers give registers back,
