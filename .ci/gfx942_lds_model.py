@@ -1,0 +1,107 @@
+"""LDS traffic and bank conflicts of the gfx942 attention kernel, from the addresses it uses.
+
+CDNA3's LDS: 32 banks of 4 bytes, 128 bytes a clock. An access of `width` bytes a lane is served 128 / width
+consecutive lanes at a time (b32: 32 lanes, b64: 16, b128: 8); a group takes as many clocks as the largest number
+of distinct 4-byte words one bank must deliver (lanes reading the same word share it). Conflict factor = clocks /
+the conflict-free 64 * width / 128.
+
+The address functions below mirror kernels/gfx942/attention_kernel.h (key_chunk_slot, value_word, and the lane
+mapping of store_key_share and the QK, partial and PV reads); tests/test_gfx942_lds_model.py checks the mirrors
+against the kernel's own functions, compiled from the header. .ci/gfx942_isa_report.py checks that the patterns'
+bytes equal the LDS bytes of the compiled hot loop, so a kernel change that moves LDS traffic fails until this
+model follows it.
+"""
+
+WAVE = 64
+WAVES = 8
+KEYS_PER_TILE = 16
+HEAD_DIM = 512
+NOPE_DIM = 448
+CHUNKS_PER_ROW = HEAD_DIM // 8  # 16-byte chunks of a bf16 key row
+KEY_QUADS = KEYS_PER_TILE // 4
+HEAD_BLOCKS = 4
+WAVE_READS = HEAD_DIM // 2 // 32  # 16-byte A reads of a wave and GEMM
+KEYS_BYTES = KEYS_PER_TILE * CHUNKS_PER_ROW * 16  # SharedTiles::keys; SharedTiles::values follows
+
+
+def key_chunk_slot(key, chunk):
+    """16-byte slot of chunk `chunk` of key row `key` (attention_kernel.h)."""
+    return key * CHUNKS_PER_ROW + (chunk ^ (key % 8))
+
+
+def value_word(v, quad):
+    """8-byte word of value column v, key quad `quad` (attention_kernel.h)."""
+    return (((v // 32) * KEY_QUADS + quad) * 16 + v % 16) * 2 + (v // 16) % 2
+
+
+def lane_coordinates(wave, lane):
+    lane_row, lane_group = lane % 16, lane // 16
+    return lane_row, lane_group, wave % HEAD_BLOCKS, wave // HEAD_BLOCKS
+
+
+def patterns(wave):
+    """{name: (width, [per instruction: 64 byte addresses])} of one wave's LDS accesses in one key tile."""
+    result = {}
+
+    def add(name, width, count, address):  # address(instruction, lane) -> byte address
+        result[name] = (width, [[address(i, lane) for lane in range(WAVE)] for i in range(count)])
+
+    def share(lane):  # the lane's dequantized elements [first, + 4) and where they sit in a key row
+        lane_row, lane_group, _, _ = lane_coordinates(wave, lane)
+        first = wave * 64 + lane_row * 4
+        return first, first // 8, first % 8 // 4, lane_group
+
+    def key_store(i, lane):
+        first, chunk, half, quad = share(lane)
+        return 16 * key_chunk_slot(4 * quad + i, chunk) + 8 * half
+
+    def value_store(j, lane):
+        first, _, _, quad = share(lane)
+        return KEYS_BYTES + 8 * value_word(first + j, quad)
+
+    def qk_read(p, lane):
+        lane_row, lane_group, _, dim_half = lane_coordinates(wave, lane)
+        return 16 * key_chunk_slot(lane_row, dim_half * 32 + 4 * p + lane_group)
+
+    def partial_write(_, lane):
+        return 16 * (wave * WAVE + lane)
+
+    def partial_read(_, lane):
+        return 16 * ((wave ^ HEAD_BLOCKS) * WAVE + lane)
+
+    def pv_read(c, lane):
+        _, _, _, dim_half = lane_coordinates(wave, lane)
+        return KEYS_BYTES + 16 * ((dim_half * WAVE_READS + c) * WAVE + lane)
+
+    add("key rows: dequantized stores (b64)", 8, 4, key_store)
+    add("value columns: dequantized stores (b64)", 8, 4, value_store)
+    add("key rows: QK reads (b128)", 16, WAVE_READS, qk_read)
+    add("partial scores: writes (b128)", 16, 1, partial_write)
+    add("partial scores: reads (b128)", 16, 1, partial_read)
+    add("value columns: PV reads (b128)", 16, WAVE_READS, pv_read)
+    return result
+
+
+def clocks(addresses, width):
+    """LDS clocks of one instruction: 64 lanes' byte addresses, `width` bytes each."""
+    lanes_per_clock = 128 // width
+    total = 0
+    for start in range(0, WAVE, lanes_per_clock):
+        banks = {}
+        for address in addresses[start : start + lanes_per_clock]:
+            for word in range(address // 4, (address + width) // 4):
+                banks.setdefault(word % 32, set()).add(word)
+        total += max(len(words) for words in banks.values())
+    return total
+
+
+def tile_traffic():
+    """Per pattern, over the workgroup's 8 waves and one key tile: (instructions a wave, bytes, clocks, factor)."""
+    table = {}
+    for wave in range(WAVES):
+        for name, (width, instructions) in patterns(wave).items():
+            entry = table.setdefault(name, [len(instructions), 0, 0])
+            for addresses in instructions:
+                entry[1] += WAVE * width
+                entry[2] += clocks(addresses, width)
+    return {name: (n, b, c, c / (b / 128)) for name, (n, b, c) in table.items()}
