@@ -236,10 +236,14 @@ def main(paths):
     return 0
 
 
+FORMATS = {"0": "e4m3fnuz", "1": "e4m3fn"}  # Fp8Format's values
+
+
 def short_name(symbol):
-    m = re.search(r"attention_kernel.*?(Sparse|Csr)Keys.*?Fp8FormatE(\d)", symbol)
+    m = re.search(r"attention_kernel.*?(Sparse|Csr)Keys.*?Fp8FormatE(\d)(?:ELS\w+?_(\d))?", symbol)
     if m:
-        return f"attention<{m.group(1)}, {'e4m3fn' if m.group(2) == '1' else 'e4m3fnuz'}>"
+        source, main, extra = m.group(1), FORMATS[m.group(2)], m.group(3) and FORMATS[m.group(3)]
+        return f"attention<{source}, {main}" + (f", extra {extra}" if extra and extra != main else "") + ">"
     m = re.search(r"(\d+)([a-z_]+_kernel)", symbol)
     return m.group(2) if m else symbol
 

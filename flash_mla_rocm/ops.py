@@ -77,7 +77,8 @@ sparse_attn_decode = _op_function(
         topk_length: [b] int32 or None; row i uses indices[i, :, :topk_length[i]] (clamped to [0, topk]).
         sm_scale: softmax scale, default 512 ** -0.5; any value finite in float32.
         attn_sink: [h_q] float32 or None; out[..., h, :] is scaled by 1 / (1 + exp(attn_sink[h] - lse)).
-        extra_kv: a second cache of kv's dtype and layout (FlashMLA MODEL1's extra_k_cache), or None.
+        extra_kv: a second cache in kv's layout (FlashMLA MODEL1's extra_k_cache), or None; its dtype (fp8 format)
+            may differ from kv's.
         extra_indices: [b, s_q, extra_topk] int32 into extra_kv; given exactly when extra_kv is.
         extra_topk_length: [b] int32 or None, like topk_length for extra_indices.
         kv_layout: "token" or "flashmla" (see :mod:`flash_mla_rocm.quant`); applies to kv and extra_kv.

@@ -99,6 +99,7 @@ def make_sparse_case(
     topk_length=False,
     extra_topk_length=False,
     attn_sink=False,
+    extra_dtype=None,
     sm_scale=None,
     invalid_fraction=0.0,
     device="cpu",
@@ -107,7 +108,8 @@ def make_sparse_case(
     """Keyword arguments of ``sparse_attn_decode`` for one random case, unused cache tokens NaN-poisoned.
 
     topk_length / extra_topk_length: True draws lengths (negative, 0, inside and beyond top-k), a tensor is used
-    as is. attn_sink: True draws sinks, with +inf and -inf among them. extra_topk > 0 adds the extra cache.
+    as is. attn_sink: True draws sinks, with +inf and -inf among them. extra_topk > 0 adds the extra cache, in
+    extra_dtype (default: kv's dtype).
     """
     gen = torch.Generator(device=device)
     gen.manual_seed(torch.randint(0, 2**62, ()).item() if seed is None else seed)
@@ -127,7 +129,8 @@ def make_sparse_case(
         case["topk_length"] = topk_length
     poison_unselected(kv, kv_layout, selected_tokens(num_blocks * block_size, case["indices"], case.get("topk_length")))
     if extra_topk > 0:
-        extra_kv, _ = _random_cache(extra_num_blocks, extra_block_size, kv_layout, kv.dtype, device, gen)
+        extra_dtype = kv.dtype if extra_dtype is None else extra_dtype
+        extra_kv, _ = _random_cache(extra_num_blocks, extra_block_size, kv_layout, extra_dtype, device, gen)
         extra_tokens = extra_num_blocks * extra_block_size
         case["extra_kv"] = extra_kv
         case["extra_indices"] = random_indices((b, s_q, extra_topk), extra_tokens, invalid_fraction, device, gen)

@@ -24,7 +24,6 @@
 #include "../common/params.h"
 #include "../gpu/attention.h"
 #include "../gpu/split_kv.h"
-#include "dequant.h"
 #include "gfx942_kernels.h"
 #include "key_sources.h"
 #include "primitives.h"
@@ -68,6 +67,7 @@ struct KeyShare {
   u32x2 data[4];           // nope: the 8 fp8 bytes holding the 4 (word first % 8 / 4); rope: the 4 bf16
   uint32_t scale_bits[4];  // the elements' scale in the nope part, as loaded (Keys::scale_value decodes)
   uint32_t valid;          // bit i: key 4g + i exists and its index is valid; invalid keys stay zeros
+  bool in_extra_cache;     // the tile's keys come from the extra cache (wave-uniform)
 };
 
 // Lane r of each 4-lane quad locates key 4 quad + r of a tile and shares the addresses with its quad (DPP):
@@ -94,7 +94,8 @@ __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_p
   const int scale_offset = nope ? first_element / kScaleTileDim * Keys::kScaleBytes : 0;
   KeyShare share = {};
   share.valid = uint32_t(wave_ballot(mine_valid) >> (lane & ~3)) & 0xFu;  // the quad's 4 keys
-  auto take = [&](auto source) {                                          // key `source` of the quad
+  share.in_extra_cache = keys.tile(first_position).in_extra_cache;
+  auto take = [&](auto source) {  // key `source` of the quad
     constexpr int i = decltype(source)::value;
     share.data[i] = load_unaligned<u32x2>(quad_broadcast<i>(my_part) + offset);
     share.scale_bits[i] = keys.load_scale_bits(quad_broadcast<i>(my_scales) + scale_offset);
@@ -121,9 +122,9 @@ __device__ __forceinline__ void store_key_share(const Keys& keys, SharedTiles& l
   u32x2 rows[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const u32x2 row = nope ? dequant_fp8x4_to_bf16<Keys::kFormat, Keys::kPowerOfTwoScales>(
-                                 share.data[i][half], keys.scale_value(share.scale_bits[i]))
-                           : share.data[i];
+    const u32x2 row =
+        nope ? keys.dequant(share.data[i][half], keys.scale_value(share.scale_bits[i]), share.in_extra_cache)
+             : share.data[i];
     rows[i] = (share.valid >> i) & 1u ? row : u32x2{0, 0};  // a skipped key read stand-in bytes
   }
 #pragma unroll

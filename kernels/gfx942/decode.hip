@@ -7,9 +7,11 @@
 namespace flash_mla::gfx942 {
 
 void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream) {
-  const AttentionShape shape = attention_shape(params);
-  const AttentionOutputs outputs = attention_outputs(params);
-  launch_attention_for_format<CsrKeys>(params.format, params, shape, outputs, workspace, stream);
+  if (params.format == Fp8Format::kE4M3FN) {
+    launch_attention<CsrKeys<Fp8Format::kE4M3FN>>(params, workspace, stream);
+  } else {
+    launch_attention<CsrKeys<Fp8Format::kE4M3FNUZ>>(params, workspace, stream);
+  }
 }
 
 }  // namespace flash_mla::gfx942

@@ -4,7 +4,8 @@
 // byte addresses. SparseKeys reads the paged MODEL1 cache through top-k indices (main cache, then extra
 // cache) with e8m0 scales; CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
 // A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in flight before).
-// kFormat is the fp8 format of the nope bytes.
+// dequant turns a lane's 4 fp8 bytes of a key into bf16 in the format of the key's cache: SparseKeys has one format
+// for the main cache and one for the extra cache (they may differ), CsrKeys one.
 #pragma once
 
 #include <cstdint>
@@ -12,18 +13,17 @@
 #include "../common/kv_cache.h"
 #include "../common/params.h"
 #include "../gpu/key_positions.h"
+#include "dequant.h"
 #include "primitives.h"
 
 namespace flash_mla::gfx942 {
 
 // A sparse row's keys: the main cache's top-k list, then the extra cache's, each cut to its clamped length. The
 // main list's positions are rounded up to whole key tiles (the rest are skipped like invalid indices), so that
-// no tile mixes the lists: a tile's cache parameters are then wave-uniform (scalar registers).
-template <Fp8Format kFormatValue>
+// no tile mixes the lists: a tile's cache parameters, its fp8 format among them, are then wave-uniform.
+template <Fp8Format kMainFormat, Fp8Format kExtraFormat>
 struct SparseKeys {
   using Params = SparseDecodeParams;
-  static constexpr Fp8Format kFormat = kFormatValue;
-  static constexpr bool kPowerOfTwoScales = true;  // e8m0
 
   const Params& p;
   SparseRowPositions lists;
@@ -42,6 +42,7 @@ struct SparseKeys {
     const int32_t* list;
     int first_position;  // of the list's entry 0
     int length;          // of the list
+    bool in_extra_cache;
 
     __device__ int32_t fetch(int position) const {
       const int entry = position - first_position;
@@ -55,19 +56,28 @@ struct SparseKeys {
   __device__ TileKeys tile(int first) const {
     const bool main = first < padded_main_length;
     return {main ? p.sources[0] : p.sources[1], main ? lists.main_list : lists.extra_list,
-            main ? 0 : padded_main_length, main ? lists.main_length : lists.total - lists.main_length};
+            main ? 0 : padded_main_length, main ? lists.main_length : lists.total - lists.main_length, !main};
   }
 
   static constexpr int kScaleBytes = 1;  // e8m0
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
+
+  // e8m0 scales are powers of two: the products are exact in bf16. in_extra_cache is wave-uniform.
+  __device__ u32x2 dequant(uint32_t bytes, float scale, bool in_extra_cache) const {
+    if constexpr (kMainFormat == kExtraFormat) {
+      return dequant_fp8x4_to_bf16<kMainFormat, true>(bytes, scale);
+    } else {
+      return in_extra_cache ? dequant_fp8x4_to_bf16<kExtraFormat, true>(bytes, scale)
+                            : dequant_fp8x4_to_bf16<kMainFormat, true>(bytes, scale);
+    }
+  }
 };
 
-template <Fp8Format kFormatValue>
+template <Fp8Format kFormat>
 struct CsrKeys {
   using Params = DecodeParams;
-  static constexpr Fp8Format kFormat = kFormatValue;
-  static constexpr bool kPowerOfTwoScales = false;  // any fp32 scale: products are rounded to bf16
+  static constexpr bool in_extra_cache = false;  // one token list, one format
 
   const Params& p;
   TokenRange range;
@@ -86,6 +96,11 @@ struct CsrKeys {
   static constexpr int kScaleBytes = 4;  // fp32
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
+
+  // Any fp32 scale: the products are rounded to bf16.
+  __device__ u32x2 dequant(uint32_t bytes, float scale, bool) const {
+    return dequant_fp8x4_to_bf16<kFormat, false>(bytes, scale);
+  }
 };
 
 }  // namespace flash_mla::gfx942

@@ -40,8 +40,6 @@ KVLayout check_sparse_attn_decode_args(const at::Tensor& q, const at::Tensor& kv
   check.value(extra_kv.has_value() || !extra_topk_length.has_value(), "extra_topk_length needs extra_kv");
   if (extra_kv) {
     check.tensor(*extra_kv, "extra_kv", kFp8CacheDtypes, "[num_blocks, block_size, 1, 584]", {-1, -1, 1, kTokenBytes});
-    check.value(extra_kv->scalar_type() == kv.scalar_type(), "extra_kv must have the dtype of kv (",
-                c10::toString(kv.scalar_type()), ")");
     check.tensor(*extra_indices, "extra_indices", {at::kInt}, "[b, s_q, extra_topk]", {b, s_q, -1});
     if (extra_topk_length) check.tensor(*extra_topk_length, "extra_topk_length", {at::kInt}, "[b]", {b});
   }

@@ -95,6 +95,7 @@ template <class Keys>
 struct KeyRound {
   typename Keys::Eighth eighths[Keys::kPassesPerRound];
   bool present[Keys::kPassesPerRound];
+  Fp8Format format[Keys::kPassesPerRound];  // of the key's cache
 };
 
 // The producer warpgroup: fills key tile t % 2 for t = 0, 1, ... with this CTA's keys (all 64, or its half when
@@ -129,6 +130,7 @@ __device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Key
           position < range.end ? source.resolve(position, index[pass]) : TokenBytes{nullptr, nullptr, nullptr};
       if (tile + 1 < num_tiles) fetch(tile + 1, pass);
       keys.present[i] = bytes.nope != nullptr;
+      keys.format[i] = source.format(position);
       if (keys.present[i]) keys.eighths[i] = source.load(bytes, sub);
     }
   };
@@ -163,7 +165,7 @@ __device__ __forceinline__ void produce_key_tiles(SharedStorage& smem, const Key
           if constexpr (kShare) st_async_v4(peer_row + j * KTile::kSliceBytes, v, peer_full);
         };
         if (keys.present[i]) {
-          source.dequant(keys.eighths[i], store);
+          source.dequant(keys.eighths[i], keys.format[i], store);
         } else {
 #pragma unroll
           for (int j = 0; j < kChunksPerRow / kThreadsPerKey; ++j) store(j, make_uint4(0, 0, 0, 0));  // 0 * NaN = NaN

@@ -72,6 +72,9 @@ struct SparseKeys {
     return locate_valid_token(positions.source(p, position).cache, index);
   }
 
+  // The fp8 format of the position's cache (the main and the extra cache may differ).
+  __device__ Fp8Format format(int position) const { return positions.source(p, position).cache.format; }
+
   __device__ Eighth load(const TokenBytes& bytes, int sub) const {
     Eighth eighth;
     load_key_data<kAligned>(eighth.nope, eighth.rope, bytes, sub);
@@ -81,12 +84,11 @@ struct SparseKeys {
 
   // store(j, 8 bf16) for the output chunks j = 0..7. Scales that all fold into a bf16 exponent take the fast path.
   template <class Store>
-  __device__ void dequant(const Eighth& eighth, Store&& store) const {
+  __device__ void dequant(const Eighth& eighth, Fp8Format format, Store&& store) const {
     const uint2 e8m0 = eighth.scales;
     uint32_t largest = __vmaxu4(e8m0.x, e8m0.y & 0x00FFFFFFu);  // the pad byte is not a scale
     largest = __vmaxu4(largest, largest >> 16);
     largest = __vmaxu4(largest, largest >> 8) & 0xFFu;
-    const Fp8Format format = p.sources[0].cache.format;
     const int shift = shift_exponent(format);
     const bool foldable = int(largest) + shift <= 254;
 #pragma unroll
@@ -121,6 +123,8 @@ struct CsrKeys {
 
   __device__ TokenBytes resolve(int position, int32_t) const { return csr_token_bytes(p, range.begin + position); }
 
+  __device__ Fp8Format format(int) const { return p.format; }
+
   __device__ Eighth load(const TokenBytes& bytes, int sub) const {
     Eighth eighth;
     load_key_data<kAligned>(eighth.nope, eighth.rope, bytes, sub);
@@ -131,10 +135,9 @@ struct CsrKeys {
   }
 
   template <class Store>
-  __device__ void dequant(const Eighth& eighth, Store&& store) const {
+  __device__ void dequant(const Eighth& eighth, Fp8Format format, Store&& store) const {
 #pragma unroll
-    for (int j = 0; j < kNumScaleTiles; ++j)
-      store(j, dequant_fp8x8_f32(eighth.nope[j], eighth.scales.tile[j], p.format));
+    for (int j = 0; j < kNumScaleTiles; ++j) store(j, dequant_fp8x8_f32(eighth.nope[j], eighth.scales.tile[j], format));
     store(kNumScaleTiles, make_uint4(eighth.rope[0].x, eighth.rope[0].y, eighth.rope[1].x, eighth.rope[1].y));
   }
 };
