@@ -12,7 +12,7 @@ except ImportError as error:
     from ._build import NOT_BUILT
 
     raise ImportError(NOT_BUILT) from error
-from . import quant, reference  # noqa: E402  (after the torch check and the extension)
+from . import flash_mla_compat, quant, reference  # noqa: E402  (after the torch check and the extension)
 from .ops import decode, sparse_attn_decode  # noqa: E402
 from .quant import convert_kv_layout, dequantize_kv, quantize_kv, quantize_kv_split  # noqa: E402
 
@@ -27,4 +27,5 @@ __all__ = [
     "quantize_kv_split",
     "quant",
     "reference",
+    "flash_mla_compat",
 ]
