@@ -282,7 +282,7 @@ LARGE_SHAPES = [
 @pytest.mark.parametrize("b, s_q, h_q, topk, num_blocks, block_size, kv_layout, extra_topk, extra_block", LARGE_SHAPES)
 def test_large_shapes(device, b, s_q, h_q, topk, num_blocks, block_size, kv_layout, extra_topk, extra_block):
     if device == "cpu":
-        pytest.skip("GPU-sized shapes")
+        pytest.skip("GPU-sized shapes: minutes on the CPU backend and its emulation; run on a GPU")
     dtype = torch.float8_e4m3fn if kv_layout == "flashmla" else torch.uint8
     case = make_sparse_case(
         b, s_q, h_q, topk, num_blocks, block_size, kv_layout, dtype, extra_topk=extra_topk,

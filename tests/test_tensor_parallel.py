@@ -23,7 +23,7 @@ def _gpus_with_kernels():
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_tensor_parallel_decode_matches_one_device(device, heads_per_shard):
     if device == "cuda" and _gpus_with_kernels() < 2:
-        pytest.skip("needs two GPUs with this build's kernels")
+        pytest.skip("the NCCL run needs two GPUs with this build's kernels")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", EXAMPLE,
                "--device", device, "--heads", "128", "--heads-per-shard", str(heads_per_shard)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -3,7 +3,7 @@
 // (c10 streams), so the same file builds under a CUDA and a ROCm torch without hipify rewriting it.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include "../common/backend.h"
@@ -45,15 +45,17 @@ inline QueryRows query_rows(const at::Tensor& q, int alignment, at::Tensor& owne
   return rows;
 }
 
+// An uninitialized byte buffer on the device (backends.cpp: keeps ATen's operator headers out of this one).
+at::Tensor allocate_workspace(int64_t bytes, const at::Device& device);
+
 // Plans the call on the backend, allocates its workspace, runs it on the device's current stream.
 template <class Params>
 void run_planned(const Backend& backend, Plan (*plan)(const Params&, int),
                  void (*run)(const Params&, const Plan&, void*, void*), const Params& params,
                  const at::Device& device) {
   const Plan call = plan(params, device_index(device));
-  at::Tensor workspace;
-  if (call.workspace_bytes > 0)
-    workspace = at::empty({call.workspace_bytes}, at::TensorOptions().device(device).dtype(at::kByte));
+  const at::Tensor workspace =
+      call.workspace_bytes > 0 ? allocate_workspace(call.workspace_bytes, device) : at::Tensor();
   run(params, call, workspace.defined() ? workspace.data_ptr() : nullptr, current_stream(device));
 }
 

@@ -1,5 +1,7 @@
 #include "contract.h"
 
+#include <ATen/ops/empty.h>
+
 #include <cmath>
 
 #include "input_checks.h"

@@ -4,7 +4,7 @@
 // message, whatever the tensors are. docs/design.md states the contract in prose.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <string>

@@ -3,7 +3,9 @@
 // so the same checks run on real tensors, on meta tensors, and on the symbolic tensors torch.compile traces with.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
+#include <c10/util/Exception.h>
 
 #include <initializer_list>
 #include <optional>

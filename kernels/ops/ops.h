@@ -1,7 +1,7 @@
 // The torch-facing ops: check the arguments (contract.h), build the params struct, run the device's backend.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <string>
