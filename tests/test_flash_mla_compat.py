@@ -170,6 +170,8 @@ def test_the_example_runs_by_changing_the_import():
 
 
 FLASHMLA_DIR = os.environ.get("FLASHMLA_DIR")
+# FlashMLA's MODEL1 correctness cases number in the thousands; FLASHMLA_TEST_STRIDE=n runs every n-th of them.
+FLASHMLA_TEST_STRIDE = int(os.environ.get("FLASHMLA_TEST_STRIDE", "1"))
 
 
 @pytest.mark.skipif(FLASHMLA_DIR is None, reason="FLASHMLA_DIR (a FlashMLA checkout) is not set")
@@ -181,16 +183,21 @@ def test_flashmla_own_sparse_decoding_test(monkeypatch):
     monkeypatch.setitem(sys.modules, "flash_mla", flash_mla)
     for name in ("lib", "test_flash_mla_sparse_decoding"):  # FlashMLA's modules, fresh against the redirect
         monkeypatch.delitem(sys.modules, name, raising=False)
-    import test_flash_mla_sparse_decoding as theirs
+    try:
+        import test_flash_mla_sparse_decoding as theirs
+    except ImportError as error:  # its own dependencies (rich, triton, ...)
+        pytest.skip(f"FlashMLA's test does not import here: {error}")
 
     torch.set_default_device("cuda")
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        cases = [c.to_test_param() for c in theirs.gen_testcase() if c.d_qk == 512 and c.num_runs == 0]
+        model1 = [c for c in theirs.gen_testcase() if c.d_qk == 512 and c.num_runs == 0]
+        cases = [c.to_test_param() for c in model1[::FLASHMLA_TEST_STRIDE]]
         failed = [p for p in cases if not theirs.test_flash_mla(p).is_correct]
     finally:
         torch.set_default_device(None)
         torch.set_default_dtype(dtype)
-    print(f"FlashMLA's MODEL1 correctness cases: {len(cases) - len(failed)} of {len(cases)} passed")
+    print(f"FlashMLA's MODEL1 correctness cases: {len(cases) - len(failed)} of {len(cases)} run passed "
+          f"({len(model1)} in its list, every {FLASHMLA_TEST_STRIDE}-th run)")
     assert cases and not failed, failed[:5]
