@@ -23,6 +23,15 @@ for source in kernels/sm90/*.cu; do
   if [ "$dirty" -ne 0 ]; then
     echo "check_sm90: $name spills or uses local memory:"; cat "$work/$name.ptxas"; status=1
   fi
+  # The attention kernels move registers between warpgroups with setmaxnreg, from a launch share of 65536 / 384 =
+  # 168 a thread (attention_kernel.cuh, kLaunchRegisters): a kernel allocated fewer could not grant the math
+  # warpgroups theirs and would hang.
+  attention=$(grep -c "entry function.*attention_kernel" "$work/$name.ptxas" || true)
+  allocated=$(grep -A4 "entry function.*attention_kernel" "$work/$name.ptxas" | grep -c "Used 168 registers" || true)
+  if [ "$allocated" -ne "$attention" ]; then
+    echo "check_sm90: an attention kernel of $name is not allocated 168 registers a thread:"; cat "$work/$name.ptxas"
+    status=1
+  fi
   if grep -q "attention_kernel" "$work/$name.ptx" && [ "$wgmma" -eq 0 ]; then
     echo "check_sm90: $name has an attention kernel without wgmma"; status=1
   fi

@@ -16,8 +16,10 @@ overlap = max(MFMA, VALU + LDS issue, LDS bandwidth) if the two waves of a SIMD 
 sum = max(MFMA + VALU + LDS issue, LDS bandwidth) if a SIMD's MFMA and VALU never overlapped. The prediction uses
 the sum bound. Not modelled: memory latency (a tile's keys are loaded one tile ahead), barrier skew, clocks under
 load. Targets of a matrix-bound kernel: MFMA cycles >= 1.25 x max(VALU + LDS issue, LDS bandwidth) at h_q 128 and
->= 1.0 x at h_q 64, and >= 460 TFLOPS predicted at the peak case (h_q 128, b 148, top-k 16384); printed, and
-enforced once a kernel meets them.
+>= 1.0 x at h_q 64, and >= 460 TFLOPS predicted at the peak case (h_q 128, b 148, top-k 16384). They are printed,
+not enforced: no kernel meets them yet (today's run 64 heads a workgroup at either h_q, so one ratio serves both).
+A kernel for caches in two fp8 formats holds both dequantization paths in its hot loop while a tile runs one: it is
+listed, and left out of the model.
 """
 
 import os
@@ -187,7 +189,7 @@ def main(paths):
                     failures.append(f"{name}: over its register/LDS budget")
                 counts = mix(loop)
                 trips = max(counts["mfma"] // MFMA_PER_TILE, 1)  # tiles a loop trip runs (the kernel unrolls by 2)
-                loops.append((name, {k: v / trips for k, v in counts.items()}, mix(lines)))
+                loops.append((name, {k: v / trips for k, v in counts.items()}))
     traffic = gfx942_lds_model.tile_traffic()
     lds_bytes = sum(bytes_ for _, bytes_, _, _ in traffic.values())
     lds_clocks = sum(clocks for _, _, clocks, _ in traffic.values())
@@ -196,7 +198,7 @@ def main(paths):
           f"(a workgroup = {WAVES_PER_WORKGROUP} waves on 4 SIMDs = {HEADS_PER_WORKGROUP} heads):")
     print(f"{'kernel':44} {'MFMA':>5} {'VALU':>5} {'(trans)':>7} {'cycles':>6} {'LDS':>4} {'LDS KiB':>7} {'VMEM':>5} "
           f"{'SALU':>5} {'barrier':>7}")
-    for name, loop, _ in loops:
+    for name, loop in loops:
         print(f"{name:44} {loop['mfma']:>5.0f} {loop['valu']:>5.0f} {loop['transcendental']:>7.0f} "
               f"{loop['valu_cycles']:>6.0f} {loop['lds']:>4.0f} {loop['lds_bytes'] / 1024:>7.1f} {loop['vmem']:>5.0f} "
               f"{loop['salu']:>5.0f} {loop['barrier']:>7.0f}")
@@ -215,20 +217,22 @@ def main(paths):
           "two CUs, so both head counts predict the same):")
     print(f"{'kernel':44} {'MFMA':>5} {'VALU':>5} {'LDS iss':>7} {'LDS bw':>6} {'overlap':>7} {'sum':>5} "
           f"{'TFLOPS sum':>10} {'overlap':>7} {'MFMA/max(other)':>15}")
-    for name, loop, _ in loops:
+    modelled = [(name, loop) for name, loop in loops if ", extra " not in name]  # one fp8 format: one dequant path
+    for name, loop in modelled:
         model = tile_model(loop, lds_clocks)
         print(f"{name:44} {model['mfma']:>5.0f} {model['valu']:>5.0f} {model['lds_issue']:>7.0f} "
               f"{model['lds_bandwidth']:>6.0f} {model['overlap']:>7.0f} {model['sum']:>5.0f} {model['tflops_sum']:>10.0f} "
               f"{model['tflops_overlap']:>7.0f} {model['matrix_bound']:>15.2f}")
     print()
-    for name, loop, _ in loops:
+    for name, loop in modelled:
         model = tile_model(loop, lds_clocks)
         verdicts = [f"h_q {h} {'met' if model['matrix_bound'] >= margin else 'not met'} (>= {margin})"
                     for h, margin in MATRIX_BOUND_MARGIN.items()]  # fmt: skip
         peak = "met" if model["tflops_sum"] >= PEAK_TARGET_TFLOPS else "not met"
         print(f"{name}: matrix-bound " + ", ".join(verdicts) + f"; peak case {model['tflops_sum']:.0f} TFLOPS predicted, "
               f"{peak} (>= {PEAK_TARGET_TFLOPS})")
-    print("Matrix-bound targets: reported, not enforced until a kernel meets them.")
+    print("Matrix-bound targets: reported, not enforced until a kernel meets them. Kernels for two cache formats are "
+          "left out of the model (their loop holds both formats' dequantization; a tile runs one).")
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         return 1

@@ -1,15 +1,16 @@
 """LDS traffic and bank conflicts of the gfx942 attention kernel, from the addresses it uses.
 
-CDNA3's LDS: 32 banks of 4 bytes, 128 bytes a clock. An access of `width` bytes a lane is served 128 / width
-consecutive lanes at a time (b32: 32 lanes, b64: 16, b128: 8); a group takes as many clocks as the largest number
-of distinct 4-byte words one bank must deliver (lanes reading the same word share it). Conflict factor = clocks /
-the conflict-free 64 * width / 128.
+CDNA3's LDS: 32 banks of 4 bytes, 128 bytes a clock. The model serves an access of `width` bytes a lane 128 / width
+consecutive lanes a clock (b32: 32 lanes, b64: 16, b128: 8), each group taking as many clocks as the largest number
+of distinct 4-byte words one bank must deliver (lanes reading the same word share it); conflict factor = clocks /
+the conflict-free 64 * width / 128. That lane grouping is the model's assumption (the hardware pairs lane groups
+differently for some widths), as are the clocks.
 
-The address functions below mirror kernels/gfx942/attention_kernel.h (key_chunk_slot, value_word, and the lane
-mapping of store_key_share and the QK, partial and PV reads); tests/test_gfx942_lds_model.py checks the mirrors
-against the kernel's own functions, compiled from the header. .ci/gfx942_isa_report.py checks that the patterns'
-bytes equal the LDS bytes of the compiled hot loop, so a kernel change that moves LDS traffic fails until this
-model follows it.
+The address functions below mirror kernels/gfx942/attention_kernel.h: tests/test_gfx942_lds_model.py checks
+key_chunk_slot and value_word and the tile constants against the kernel's own, compiled from the header; the lane
+mappings (store_key_share, the QK, partial-score and PV reads) are transcribed from the kernel, and
+.ci/gfx942_isa_report.py checks that their bytes equal the LDS bytes of the compiled hot loop, so a kernel change
+that moves LDS traffic fails until this model follows it (a change of mapping alone is not caught).
 """
 
 WAVE = 64

@@ -237,10 +237,12 @@ def copy_bandwidth_gbps():
 def head_shard_rows(row, args, device, check, bandwidth):
     """Tensor-parallel head shards of a 64-head CONFIG1 / CONFIG3 case: ours on its first 8, 16, 32 heads (q and the
     sinks sliced as views) against FlashMLA on all 64 (engines pad a shard to 64 heads for it), and the memory limit:
-    584 bytes per selected key (query rows x attended keys) at the measured copy bandwidth (GB/s)."""
+    584 bytes per distinct selected key (the row's byte count less Q and O, over 576) at the measured copy bandwidth
+    (GB/s)."""
     if row["h_q"] != 64 or not row["group"].startswith(("CONFIG1", "CONFIG3")):
         return []
-    selected_keys = row["flop"] / (2 * 64 * 1024)
+    b, s_q = args["q"].shape[:2]
+    selected_keys = (row["bytes"] - 2 * 2 * b * s_q * 64 * 512) / 576
     shard_rows = []
     for heads in (8, 16, 32):
         shard = dict(args, q=args["q"][:, :, :heads], attn_sink=args["attn_sink"][:heads])
@@ -267,7 +269,8 @@ def main():
     parser.add_argument("--device", default=None)
     parser.add_argument("--cases", default="auto", choices=["auto", "quick", "flashmla", "seed", "all"])
     parser.add_argument("--flashmla-dir", default=os.environ.get("FLASHMLA_DIR"),
-                        help="a FlashMLA checkout (default $FLASHMLA_DIR): race on the cases its own harness generates")
+                        help="a FlashMLA checkout (default $FLASHMLA_DIR): race on the 26 cases its own harness "
+                        "generates (--cases is then ignored)")
     parser.add_argument("--head-shards", action="store_true", help="also time 8/16/32-head shards of 64-head cases")
     parser.add_argument("--json", default=None)
     parser.add_argument("--chart", default=None)
@@ -321,7 +324,7 @@ def main():
     summary = {"device": device_name(device), "inputs": inputs, "checked": not opts.no_check,
                "geomean_tflops": geomean([r["tflops"] for r in rows]),
                "flashmla_cases_geomean_tflops": geomean([r["tflops"] for r in flashmla_rows])}  # fmt: skip
-    if flash_mla is not None:
+    if flash_mla is not None and flashmla_rows:
         summary["flashmla_geomean_tflops"] = geomean([r["flashmla_tflops"] for r in flashmla_rows])
         summary["ratio_to_flashmla"] = summary["flashmla_cases_geomean_tflops"] / summary["flashmla_geomean_tflops"]
         summary["min_ratio_to_flashmla"] = min(r["speedup"] for r in flashmla_rows)

@@ -134,7 +134,9 @@ def flash_mla_with_kvcache(
     if indices is None:
         raise NotImplementedError("flash_mla_with_kvcache: dense decode (indices=None) is not implemented; "
                                   "flash_mla_rocm implements FlashMLA's sparse MODEL1 FP8 decode")  # fmt: skip
-    if q.dim() == 4 and q.shape[-1] == V32_HEAD_DIM:
+    if q.dim() != 4:
+        raise ValueError(f"flash_mla_with_kvcache: q must have shape [b, s_q, h_q, 512], got {list(q.shape)}")
+    if q.shape[-1] == V32_HEAD_DIM:
         raise NotImplementedError("flash_mla_with_kvcache: DeepSeek V3.2's cache (head dim 576, 656 bytes a token) "
                                   "is not implemented; flash_mla_rocm reads MODEL1's (head dim 512)")  # fmt: skip
     if head_dim_v != MODEL1_HEAD_DIM:
@@ -150,6 +152,13 @@ def flash_mla_with_kvcache(
         indices.shape[-1], None if extra_k_cache is None else extra_k_cache.shape[1],
         None if extra_indices_in_kvcache is None else extra_indices_in_kvcache.shape[-1]))  # fmt: skip
 
+    b, s_q, h_q = q.shape[:3]
+    if out is not None and (out.shape != (b, s_q, h_q, MODEL1_HEAD_DIM) or out.dtype != torch.bfloat16
+                            or out.device != q.device):  # fmt: skip
+        raise ValueError(f"flash_mla_with_kvcache: out must be a torch.bfloat16 tensor of shape "
+                         f"{[b, s_q, h_q, MODEL1_HEAD_DIM]} on {q.device}, got {out.dtype} {list(out.shape)} "
+                         f"on {out.device}")  # fmt: skip
+
     result, ours_lse = sparse_attn_decode(
         q,
         _fp8_cache(k_cache, "k_cache"),
@@ -162,14 +171,10 @@ def flash_mla_with_kvcache(
         extra_topk_length=extra_topk_length,
         kv_layout="flashmla",
     )
-    b, s_q, h_q = q.shape[:3]
     lse = ours_lse.new_empty((b, s_q, h_q)).transpose(1, 2)  # FlashMLA's strides
     lse.copy_(ours_lse)
     if out is None:
         return result, lse
-    if out.shape != result.shape or out.dtype != result.dtype or out.device != result.device:
-        raise ValueError(f"flash_mla_with_kvcache: out must be a {result.dtype} tensor of shape {list(result.shape)} "
-                         f"on {result.device}, got {out.dtype} {list(out.shape)} on {out.device}")  # fmt: skip
     out.copy_(result)
     return out, lse
 

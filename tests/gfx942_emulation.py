@@ -26,7 +26,7 @@ EMULATION = os.path.join(KERNELS, "gfx942", "emulation")
 def sources():
     ops = [
         os.path.join(KERNELS, "ops", name)
-        for name in ("sparse_attn_decode.cpp", "decode.cpp", "contract.cpp", "library.cpp", "poison.cpp")
+        for name in ("sparse_attn_decode.cpp", "decode.cpp", "contract.cpp", "library.cpp", "poison.cpp", "workspace.cpp")
     ]
     emulation = [
         os.path.join(EMULATION, name)

@@ -1,7 +1,8 @@
 """The gfx942 LDS model (.ci/gfx942_lds_model.py) against the kernel it describes, and its conflict arithmetic.
 
 The model mirrors the attention kernel's LDS address functions; these tests compile the kernel header for the host
-(through the emulation's hip_runtime.h) and compare every address, so the static report cannot drift from the code.
+(through the emulation's hip_runtime.h) and compare every value of key_chunk_slot and value_word and the tile
+constants, so the address arithmetic of the static report cannot drift from the code.
 """
 
 import importlib.util

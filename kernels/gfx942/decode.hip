@@ -7,11 +7,8 @@
 namespace flash_mla::gfx942 {
 
 void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream) {
-  if (params.format == Fp8Format::kE4M3FN) {
-    launch_attention<CsrKeys<Fp8Format::kE4M3FN>>(params, workspace, stream);
-  } else {
-    launch_attention<CsrKeys<Fp8Format::kE4M3FNUZ>>(params, workspace, stream);
-  }
+  with_fp8_format(params.format,
+                  [&](auto format) { launch_attention<CsrKeys<decltype(format)::value>>(params, workspace, stream); });
 }
 
 }  // namespace flash_mla::gfx942

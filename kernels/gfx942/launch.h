@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "attention_kernel.h"
 #include "combine.h"
@@ -26,6 +27,17 @@ void launch_attention(const typename Keys::Params& params, const SplitKVWorkspac
   if (workspace.num_splits > 1) {
     launch_combine(workspace, shape.num_rows, shape.num_heads, outputs, stream);
     check_hip(hipGetLastError(), "launching the combine kernel");
+  }
+}
+
+// Calls run(std::integral_constant<Fp8Format, f>()) for the fp8 format f known at run time: the kernels are
+// instantiated per format.
+template <class Run>
+void with_fp8_format(Fp8Format format, Run&& run) {
+  if (format == Fp8Format::kE4M3FN) {
+    run(std::integral_constant<Fp8Format, Fp8Format::kE4M3FN>());
+  } else {
+    run(std::integral_constant<Fp8Format, Fp8Format::kE4M3FNUZ>());
   }
 }
 

@@ -3,8 +3,6 @@
 // devices are offered to every GPU backend of the build.
 #include "backends.h"
 
-#include <ATen/ops/empty.h>
-
 #include <array>
 #include <atomic>
 #include <string>
@@ -53,10 +51,6 @@ const Backend& backend_for(const at::Device& device) {
                                 " (its backends: ", built, ")");
   }
   return *backend;
-}
-
-at::Tensor allocate_workspace(int64_t bytes, const at::Device& device) {
-  return at::empty({bytes}, at::TensorOptions().device(device).dtype(at::kByte));
 }
 
 }  // namespace flash_mla::ops

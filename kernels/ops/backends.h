@@ -45,7 +45,7 @@ inline QueryRows query_rows(const at::Tensor& q, int alignment, at::Tensor& owne
   return rows;
 }
 
-// An uninitialized byte buffer on the device (backends.cpp: keeps ATen's operator headers out of this one).
+// An uninitialized byte buffer on the device (workspace.cpp).
 at::Tensor allocate_workspace(int64_t bytes, const at::Device& device);
 
 // Plans the call on the backend, allocates its workspace, runs it on the device's current stream.
