@@ -148,6 +148,16 @@ def test_what_is_not_implemented(device):
                                          case["indices"])  # fmt: skip
 
 
+def test_compiles_into_one_graph(device):
+    # Engines call it from torch.compile'd model code: no graph break, the same results as eager.
+    case = flashmla_case(device)
+    meta = flash_mla.get_mla_metadata()[0]
+    eager = call_like_flashmla(case, meta)
+    compiled = torch.compile(lambda c: call_like_flashmla(c, meta), fullgraph=True)(case)
+    assert torch.equal(compiled[0], eager[0]) and torch.equal(compiled[1], eager[1])
+    assert compiled[1].stride() == eager[1].stride()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA/HIP graphs need a GPU")
 def test_captured_in_a_graph():
     case = flashmla_case("cuda")
