@@ -7,7 +7,7 @@ the conflict-free 64 * width / 128. That lane grouping is the model's assumption
 differently for some widths), as are the clocks.
 
 The address functions below mirror kernels/gfx942/attention_kernel.h: tests/test_gfx942_lds_model.py checks
-key_chunk_slot and value_word and the tile constants against the kernel's own, compiled from the header; the lane
+key_chunk_slot, value_slot, value_word and the tile constants against the kernel's own, compiled from the header; the lane
 mappings (store_key_share, the QK, partial-score and PV reads) are transcribed from the kernel, and
 .ci/gfx942_isa_report.py checks that their bytes equal the LDS bytes of the compiled hot loop, so a kernel change
 that moves LDS traffic fails until this model follows it (a change of mapping alone is not caught).
@@ -30,9 +30,14 @@ def key_chunk_slot(key, chunk):
     return key * CHUNKS_PER_ROW + (chunk ^ (key % 8))
 
 
+def value_slot(slot):
+    """Where 16-byte slot `slot` of the value columns is stored (attention_kernel.h)."""
+    return slot ^ (((slot >> 3) & 1) | (((slot >> 6) & 1) << 1))
+
+
 def value_word(v, quad):
     """8-byte word of value column v, key quad `quad` (attention_kernel.h)."""
-    return (((v // 32) * KEY_QUADS + quad) * 16 + v % 16) * 2 + (v // 16) % 2
+    return 2 * value_slot(((v // 32) * KEY_QUADS + quad) * 16 + v % 16) + (v // 16) % 2
 
 
 def lane_coordinates(wave, lane):
@@ -72,7 +77,7 @@ def patterns(wave):
 
     def pv_read(c, lane):
         _, _, _, dim_half = lane_coordinates(wave, lane)
-        return KEYS_BYTES + 16 * ((dim_half * WAVE_READS + c) * WAVE + lane)
+        return KEYS_BYTES + 16 * value_slot((dim_half * WAVE_READS + c) * WAVE + lane)
 
     add("key rows: dequantized stores (b64)", 8, 4, key_store)
     add("value columns: dequantized stores (b64)", 8, 4, value_store)

@@ -50,16 +50,21 @@ struct SharedTiles {
   // phase touches at a chunk cover all banks. After QK this space holds the partial-score exchange.
   u32x4 keys[kKeysPerTile * kChunksPerRow];
   // Value columns: the bf16 of keys 4g..4g+3 at column v in one 8-byte word (value_word), so that a PV read of
-  // 16 bytes per lane, lanes in order, is 1 KiB contiguous.
+  // 16 bytes per lane, lanes in order, covers 1 KiB (its 16-byte slots permuted within groups of 8: value_slot).
   u32x2 values[kHeadDim * kKeyQuads];
 };
 static_assert(2 * sizeof(SharedTiles) == 65536, "two tiles fill the 64 KiB of LDS");
 
 __device__ __forceinline__ int key_chunk_slot(int key, int chunk) { return key * kChunksPerRow + (chunk ^ (key % 8)); }
 
-// Word of column v, key quad g: 32-column groups of [g][v % 16][(v / 16) % 2].
+// Where 16-byte slot `slot` of the value columns is stored: permuted within its aligned group of 8 slots (128 bytes,
+// all banks) by bits 3 and 6 of the slot, so that the 8-byte stores of 16 lanes (value_word of 4 lane_rows' 4
+// columns, in two 32-column groups) hit 16 distinct bank pairs, while 8 consecutive lanes' PV reads stay in one group.
+__device__ __forceinline__ int value_slot(int slot) { return slot ^ (((slot >> 3) & 1) | (((slot >> 6) & 1) << 1)); }
+
+// Word of column v, key quad g: slots of 32-column groups of [g][v % 16], each holding columns v and v + 16.
 __device__ __forceinline__ int value_word(int v, int quad) {
-  return (((v / 32) * kKeyQuads + quad) * 16 + v % 16) * 2 + (v / 16) % 2;
+  return 2 * value_slot(((v / 32) * kKeyQuads + quad) * 16 + v % 16) + (v / 16) % 2;
 }
 
 // A lane's share of one key tile, loaded a tile ahead: elements [first, first + 4) of the keys 4g..4g+3.
@@ -247,7 +252,8 @@ __global__ void __launch_bounds__(kThreads)
 
 #pragma unroll
     for (int c = 0; c < kWaveReads; ++c) {
-      const u32x4 v = reinterpret_cast<const u32x4*>(lds.values)[(dim_half * kWaveReads + c) * kWaveSize + lane];
+      const u32x4 v =
+          reinterpret_cast<const u32x4*>(lds.values)[value_slot((dim_half * kWaveReads + c) * kWaveSize + lane)];
       o[2 * c] = mfma_16x16x16_bf16(low_bf16x4(v), p_t, o[2 * c]);
       o[2 * c + 1] = mfma_16x16x16_bf16(high_bf16x4(v), p_t, o[2 * c + 1]);
     }
