@@ -42,7 +42,7 @@ from common import (  # noqa: E402
     write_json,
 )
 from flash_mla_rocm import reference  # noqa: E402
-from flashmla_harness import harness_cases, import_harness  # noqa: E402
+from flashmla_harness import BATCHES, CONFIGS, harness_cases, import_harness  # noqa: E402
 from flash_mla_rocm.testing import (  # noqa: E402
     LATENT_RMS,
     assert_lse_close,
@@ -52,7 +52,6 @@ from flash_mla_rocm.testing import (  # noqa: E402
 )
 
 REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference")
-BATCHES = [2, 64, 74, 128, 148, 256]
 SM_SCALE = 512**-0.55  # FlashMLA's harness value
 
 
@@ -77,12 +76,7 @@ class Case:
 
 def all_cases():
     flashmla = []
-    for group, h_q, extra_topk, extra_block, extra_len in [
-        ("CONFIG1", 64, 512, 64, False),
-        ("CONFIG2", 128, 1024, 64, False),
-        ("CONFIG3", 64, 1024, 2, True),
-        ("CONFIG4", 128, 1024, 2, True),
-    ]:
+    for group, h_q, extra_topk, extra_block, extra_len in CONFIGS:
         flashmla += [Case(group, b, h_q, 128, 256, extra_topk, extra_block, extra_len) for b in BATCHES]
     flashmla += [Case("PEAK", 148, h_q, 16384, 64, s_k=32768) for h_q in (64, 128)]
     seed = [Case(f"SEED-CFG{i + 1}", b, h_q, topk, 64) for i, (h_q, topk) in enumerate([(64, 640), (128, 1152)])

@@ -15,9 +15,10 @@ import sys
 
 import torch
 
-# FlashMLA's 26 MODEL1 performance cases (tests/test_flash_mla_sparse_decoding.py, gen_testcase): group, h_q,
-# extra top-k, extra block size, extra top-k lengths; top-k 128 in a block-256 cache, s_k 16384, s_q 2; and the
-# two peak cases, top-k 16384 over s_k 32768 at b 148.
+# FlashMLA's 26 MODEL1 performance cases (tests/test_flash_mla_sparse_decoding.py, gen_testcase), also the cases
+# bench_sparse_decode.py builds with its own generator: group, h_q, extra top-k, extra block size, extra top-k
+# lengths; top-k 128 in a block-256 cache, s_k 16384, s_q 2, over BATCHES; and the two peak cases, top-k 16384 over
+# s_k 32768 at b 148.
 CONFIGS = [("CONFIG1", 64, 512, 64, False), ("CONFIG2", 128, 1024, 64, False), ("CONFIG3", 64, 1024, 2, True),
            ("CONFIG4", 128, 1024, 2, True)]  # fmt: skip
 BATCHES = [2, 64, 74, 128, 148, 256]

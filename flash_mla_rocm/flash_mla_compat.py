@@ -31,10 +31,10 @@ from typing import Optional, Tuple
 import torch
 
 from .ops import sparse_attn_decode
+from .quant import HEAD_DIM
 
 __all__ = ["FlashMLASchedMeta", "get_mla_metadata", "flash_mla_with_kvcache", "flash_mla_sparse_fwd"]
 
-MODEL1_HEAD_DIM = 512
 V32_HEAD_DIM = 576
 _FLASHMLA_BYTE_VIEWS = (torch.uint8, torch.int8)  # FlashMLA's own fp8 bytes: OCP e4m3fn
 
@@ -139,7 +139,7 @@ def flash_mla_with_kvcache(
     if q.shape[-1] == V32_HEAD_DIM:
         raise NotImplementedError("flash_mla_with_kvcache: DeepSeek V3.2's cache (head dim 576, 656 bytes a token) "
                                   "is not implemented; flash_mla_rocm reads MODEL1's (head dim 512)")  # fmt: skip
-    if head_dim_v != MODEL1_HEAD_DIM:
+    if head_dim_v != HEAD_DIM:
         raise ValueError(f"flash_mla_with_kvcache: head_dim_v must be 512, got {head_dim_v}")
     if causal:
         raise ValueError("flash_mla_with_kvcache: causal must be False for sparse attention")
@@ -153,10 +153,10 @@ def flash_mla_with_kvcache(
         None if extra_indices_in_kvcache is None else extra_indices_in_kvcache.shape[-1]))  # fmt: skip
 
     b, s_q, h_q = q.shape[:3]
-    if out is not None and (out.shape != (b, s_q, h_q, MODEL1_HEAD_DIM) or out.dtype != torch.bfloat16
+    if out is not None and (out.shape != (b, s_q, h_q, HEAD_DIM) or out.dtype != torch.bfloat16
                             or out.device != q.device):  # fmt: skip
         raise ValueError(f"flash_mla_with_kvcache: out must be a torch.bfloat16 tensor of shape "
-                         f"{[b, s_q, h_q, MODEL1_HEAD_DIM]} on {q.device}, got {out.dtype} {list(out.shape)} "
+                         f"{[b, s_q, h_q, HEAD_DIM]} on {q.device}, got {out.dtype} {list(out.shape)} "
                          f"on {out.device}")  # fmt: skip
 
     result, ours_lse = sparse_attn_decode(
