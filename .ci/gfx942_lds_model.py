@@ -7,10 +7,10 @@ the conflict-free 64 * width / 128. That lane grouping is the model's assumption
 differently for some widths), as are the clocks.
 
 The address functions below mirror kernels/gfx942/attention_kernel.h: tests/test_gfx942_lds_model.py checks
-key_chunk_slot, value_slot, value_word and the tile constants against the kernel's own, compiled from the header; the lane
-mappings (store_key_share, the QK, partial-score and PV reads) are transcribed from the kernel, and
-.ci/gfx942_isa_report.py checks that their bytes equal the LDS bytes of the compiled hot loop, so a kernel change
-that moves LDS traffic fails until this model follows it (a change of mapping alone is not caught).
+key_chunk_slot, value_slot, value_word, every lane's store and read addresses (StoreWords, qk_read_slot,
+pv_read_slot) and the tile constants against the kernel's own, compiled from the header; the partial-score mapping is
+transcribed from the kernel, and .ci/gfx942_isa_report.py checks that each kernel's pattern bytes equal the LDS
+bytes of its compiled hot loop, so a kernel change that moves LDS traffic fails until this model follows it.
 """
 
 WAVE = 64
@@ -20,7 +20,7 @@ HEAD_DIM = 512
 NOPE_DIM = 448
 CHUNKS_PER_ROW = HEAD_DIM // 8  # 16-byte chunks of a bf16 key row
 KEY_QUADS = KEYS_PER_TILE // 4
-HEAD_BLOCKS = 4
+WAVE_PAIRS = 4  # waves w and w ^ 4 hold the two dim halves of the same heads
 WAVE_READS = HEAD_DIM // 2 // 32  # 16-byte A reads of a wave and GEMM
 KEYS_BYTES = KEYS_PER_TILE * CHUNKS_PER_ROW * 16  # SharedTiles::keys; SharedTiles::values follows
 
@@ -40,13 +40,25 @@ def value_word(v, quad):
     return 2 * value_slot(((v // 32) * KEY_QUADS + quad) * 16 + v % 16) + (v // 16) % 2
 
 
+def qk_read_slot(dim_half, lane, p):
+    """Key-row slot of QK read p of a lane (attention_kernel.h)."""
+    return key_chunk_slot(lane % 16, dim_half * 32 + 4 * p + lane // 16)
+
+
+def pv_read_slot(dim_half, lane, c):
+    """Value slot of PV read c of a lane (attention_kernel.h)."""
+    return value_slot((dim_half * WAVE_READS + c) * WAVE + lane)
+
+
 def lane_coordinates(wave, lane):
     lane_row, lane_group = lane % 16, lane // 16
-    return lane_row, lane_group, wave % HEAD_BLOCKS, wave // HEAD_BLOCKS
+    return lane_row, lane_group, wave % WAVE_PAIRS, wave // WAVE_PAIRS
 
 
-def patterns(wave):
-    """{name: (width, [per instruction: 64 byte addresses])} of one wave's LDS accesses in one key tile."""
+def patterns(wave, heads):
+    """{name: (width, [per instruction: 64 byte addresses])} of one wave's LDS accesses in one key tile of a
+    workgroup of `heads` heads (64 or 128: one or two head blocks a wave)."""
+    blocks = heads // 16 // WAVE_PAIRS
     result = {}
 
     def add(name, width, count, address):  # address(instruction, lane) -> byte address
@@ -66,24 +78,22 @@ def patterns(wave):
         return KEYS_BYTES + 8 * value_word(first + j, quad)
 
     def qk_read(p, lane):
-        lane_row, lane_group, _, dim_half = lane_coordinates(wave, lane)
-        return 16 * key_chunk_slot(lane_row, dim_half * 32 + 4 * p + lane_group)
+        return 16 * qk_read_slot(wave // WAVE_PAIRS, lane, p)
 
-    def partial_write(_, lane):
-        return 16 * (wave * WAVE + lane)
+    def partial_write(b, lane):  # [wave][block][lane]
+        return 16 * ((wave * blocks + b) * WAVE + lane)
 
-    def partial_read(_, lane):
-        return 16 * ((wave ^ HEAD_BLOCKS) * WAVE + lane)
+    def partial_read(b, lane):
+        return 16 * (((wave ^ WAVE_PAIRS) * blocks + b) * WAVE + lane)
 
     def pv_read(c, lane):
-        _, _, _, dim_half = lane_coordinates(wave, lane)
-        return KEYS_BYTES + 16 * value_slot((dim_half * WAVE_READS + c) * WAVE + lane)
+        return KEYS_BYTES + 16 * pv_read_slot(wave // WAVE_PAIRS, lane, c)
 
     add("key rows: dequantized stores (b64)", 8, 4, key_store)
     add("value columns: dequantized stores (b64)", 8, 4, value_store)
     add("key rows: QK reads (b128)", 16, WAVE_READS, qk_read)
-    add("partial scores: writes (b128)", 16, 1, partial_write)
-    add("partial scores: reads (b128)", 16, 1, partial_read)
+    add("partial scores: writes (b128)", 16, blocks, partial_write)
+    add("partial scores: reads (b128)", 16, blocks, partial_read)
     add("value columns: PV reads (b128)", 16, WAVE_READS, pv_read)
     return result
 
@@ -101,11 +111,11 @@ def clocks(addresses, width):
     return total
 
 
-def tile_traffic():
+def tile_traffic(heads):
     """Per pattern, over the workgroup's 8 waves and one key tile: (instructions a wave, bytes, clocks, factor)."""
     table = {}
     for wave in range(WAVES):
-        for name, (width, instructions) in patterns(wave).items():
+        for name, (width, instructions) in patterns(wave, heads).items():
             entry = table.setdefault(name, [len(instructions), 0, 0])
             for addresses in instructions:
                 entry[1] += WAVE * width

@@ -1,8 +1,9 @@
 """The gfx942 LDS model (.ci/gfx942_lds_model.py) against the kernel it describes, and its conflict arithmetic.
 
 The model mirrors the attention kernel's LDS address functions; these tests compile the kernel header for the host
-(through the emulation's hip_runtime.h) and compare every value of key_chunk_slot, value_slot and value_word and the tile
-constants, so the address arithmetic of the static report cannot drift from the code.
+(through the emulation's hip_runtime.h) and compare every value of key_chunk_slot, value_slot and value_word, every
+lane's store and read addresses and the tile constants, so the address arithmetic of the static report cannot drift
+from the code.
 """
 
 import importlib.util
@@ -26,7 +27,7 @@ DUMP = r"""
 #include "gfx942/attention_kernel.h"
 int main() {
   using namespace flash_mla::gfx942;
-  std::printf("%d %d %d %d %d %d %d\n", kKeysPerTile, kChunksPerRow, kKeyQuads, kWaves, kHeadBlocks, kWaveReads,
+  std::printf("%d %d %d %d %d %d %d\n", kKeysPerTile, kChunksPerRow, kKeyQuads, kWaves, kWavePairs, kWaveReads,
               int(sizeof(SharedTiles::keys)));
   for (int k = 0; k < kKeysPerTile; ++k)
     for (int c = 0; c < kChunksPerRow; ++c) std::printf("%d ", key_chunk_slot(k, c));
@@ -35,6 +36,14 @@ int main() {
     for (int q = 0; q < kKeyQuads; ++q) std::printf("%d ", value_word(v, q));
   std::printf("\n");
   for (int s = 0; s < flash_mla::kHeadDim * kKeyQuads / 2; ++s) std::printf("%d ", value_slot(s));
+  std::printf("\n");
+  for (int w = 0; w < kWaves; ++w)  // the stores of every lane, bytes: 4 into the key rows, 4 into the value columns
+    for (int l = 0; l < kWaveSize; ++l)
+      for (int i = 0; i < 8; ++i) std::printf("%d ", i < 4 ? StoreBytes::of(w, l).key(i) : StoreBytes::of(w, l).value(i - 4));
+  std::printf("\n");
+  for (int h = 0; h < 2; ++h)  // the reads of every lane, 16-byte slots: QK, then PV, per step
+    for (int l = 0; l < kWaveSize; ++l)
+      for (int p = 0; p < kWaveReads; ++p) std::printf("%d %d ", qk_read_slots(h, l).at(p), pv_read_slots(h, l).at(p));
   std::printf("\n");
 }
 """
@@ -62,7 +71,7 @@ def kernel_dump(tmp_path_factory):
 
 def test_constants_match_the_kernel(kernel_dump):
     m = load_model()
-    assert kernel_dump[0] == [m.KEYS_PER_TILE, m.CHUNKS_PER_ROW, m.KEY_QUADS, m.WAVES, m.HEAD_BLOCKS, m.WAVE_READS,
+    assert kernel_dump[0] == [m.KEYS_PER_TILE, m.CHUNKS_PER_ROW, m.KEY_QUADS, m.WAVES, m.WAVE_PAIRS, m.WAVE_READS,
                               m.KEYS_BYTES]  # fmt: skip
 
 
@@ -75,6 +84,26 @@ def test_address_functions_match_the_kernel(kernel_dump):
     assert kernel_dump[3] == [m.value_slot(s) for s in range(m.HEAD_DIM * m.KEY_QUADS // 2)]
 
 
+def test_lane_addresses_match_the_kernel(kernel_dump):
+    """The model's store and read patterns are the addresses the kernel computes (its per-lane bases and offsets)."""
+    m = load_model()
+    stores = []
+    for wave in range(m.WAVES):
+        pattern = m.patterns(wave, 64)
+        keys, values = pattern["key rows: dequantized stores (b64)"][1], pattern["value columns: dequantized stores (b64)"][1]
+        for lane in range(m.WAVE):
+            stores += [keys[i][lane] for i in range(4)] + [values[j][lane] - m.KEYS_BYTES for j in range(4)]
+    assert kernel_dump[4] == stores
+    reads = []
+    for dim_half in range(2):
+        pattern = m.patterns(dim_half * m.WAVE_PAIRS, 64)
+        qk, pv = pattern["key rows: QK reads (b128)"][1], pattern["value columns: PV reads (b128)"][1]
+        for lane in range(m.WAVE):
+            for p in range(m.WAVE_READS):
+                reads += [qk[p][lane] // 16, (pv[p][lane] - m.KEYS_BYTES) // 16]
+    assert kernel_dump[5] == reads
+
+
 def test_conflict_arithmetic():
     m = load_model()
     assert m.clocks([16 * lane for lane in range(64)], 16) == 8  # contiguous b128: 8 lanes a clock, no conflict
@@ -83,11 +112,12 @@ def test_conflict_arithmetic():
     assert m.clocks([8 * (lane % 4) for lane in range(64)], 8) == 4  # 16 lanes on 4 distinct words: shared
 
 
-def test_the_kernels_patterns():
+@pytest.mark.parametrize("heads, kib", [(64, 176), (128, 192)])
+def test_the_kernels_patterns(heads, kib):
     m = load_model()
-    traffic = m.tile_traffic()
+    traffic = m.tile_traffic(heads)
     factors = {name.split(":")[0] + ":" + name.split(":")[1].split("(")[0].strip(): factor
                for name, (_, _, _, factor) in traffic.items()}  # fmt: skip
     # The swizzles keep every pattern conflict-free (without value_slot, the value-column stores hit 4 words a bank).
     assert all(factor == 1.0 for factor in factors.values()), factors
-    assert sum(bytes_ for _, bytes_, _, _ in traffic.values()) == 176 * 1024  # a tile and CU
+    assert sum(bytes_ for _, bytes_, _, _ in traffic.values()) == kib * 1024  # a tile and CU: 128 heads add partials

@@ -26,7 +26,7 @@ template <class Params>
 Plan gfx942_plan(const Params& params, int device) {
   int cus = 0;
   gfx942::check_hip(hipDeviceGetAttribute(&cus, hipDeviceAttributeMultiprocessorCount, device), "reading the CU count");
-  return plan_split_kv(params, cus, gfx942::kHeadsPerWorkgroup, gfx942::kKeysPerTile);
+  return plan_split_kv(params, cus, gfx942::heads_per_workgroup(params.num_heads), gfx942::kKeysPerTile);
 }
 
 }  // namespace

@@ -8,11 +8,11 @@
 
 namespace flash_mla::gfx942 {
 
-inline constexpr int kHeadsPerWorkgroup = 64;  // heads of one workgroup
-inline constexpr int kKeysPerTile = 16;        // keys dequantized and multiplied at a time
+inline constexpr int kKeysPerTile = 16;  // keys dequantized and multiplied at a time
 
-// Workgroups that share a query row's heads.
-inline constexpr int64_t num_head_groups(int64_t num_heads) { return head_groups(num_heads, kHeadsPerWorkgroup); }
+// Heads of one workgroup: 128 when a row has more than 64, so that each dequantized key feeds twice the MFMAs;
+// else 64, so that small head counts (tensor-parallel shards) do not pay for 128.
+inline constexpr int heads_per_workgroup(int64_t num_heads) { return num_heads > 64 ? 128 : 64; }
 
 void sparse_attn_decode(const SparseDecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream);
 void decode(const DecodeParams& params, const SplitKVWorkspace& workspace, hipStream_t stream);

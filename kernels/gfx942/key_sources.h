@@ -4,8 +4,9 @@
 // byte addresses. SparseKeys reads the paged MODEL1 cache through top-k indices (main cache, then extra
 // cache) with e8m0 scales; CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
 // A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in flight before).
-// dequant turns a lane's 4 fp8 bytes of a key into bf16 in the format of the key's cache: SparseKeys has one format
-// for the main cache and one for the extra cache (they may differ), CsrKeys one.
+// with_dequant(in_extra_cache, f) calls f(dequant), dequant(bytes, scale) turning a lane's 4 fp8 bytes of a key into
+// bf16 in the format of the tile's cache: SparseKeys has one format for the main cache and one for the extra cache
+// (they may differ: then one wave-uniform branch a tile around all of f), CsrKeys one.
 #pragma once
 
 #include <cstdint>
@@ -63,13 +64,16 @@ struct SparseKeys {
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
 
-  // e8m0 scales are powers of two: the products are exact in bf16. in_extra_cache is wave-uniform.
-  __device__ u32x2 dequant(uint32_t bytes, float scale, bool in_extra_cache) const {
+  // e8m0 scales are powers of two: the products are exact in bf16.
+  template <class F>
+  __device__ void with_dequant(bool in_extra_cache, F&& f) const {
+    auto main = [](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kMainFormat, true>(bytes, scale); };
     if constexpr (kMainFormat == kExtraFormat) {
-      return dequant_fp8x4_to_bf16<kMainFormat, true>(bytes, scale);
+      f(main);
+    } else if (in_extra_cache) {
+      f([](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kExtraFormat, true>(bytes, scale); });
     } else {
-      return in_extra_cache ? dequant_fp8x4_to_bf16<kExtraFormat, true>(bytes, scale)
-                            : dequant_fp8x4_to_bf16<kMainFormat, true>(bytes, scale);
+      f(main);
     }
   }
 };
@@ -98,8 +102,9 @@ struct CsrKeys {
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 
   // Any fp32 scale: the products are rounded to bf16.
-  __device__ u32x2 dequant(uint32_t bytes, float scale, bool) const {
-    return dequant_fp8x4_to_bf16<kFormat, false>(bytes, scale);
+  template <class F>
+  __device__ void with_dequant(bool, F&& f) const {
+    f([](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kFormat, false>(bytes, scale); });
   }
 };
 

@@ -21,8 +21,16 @@ template <class Keys>
 void launch_attention(const typename Keys::Params& params, const SplitKVWorkspace& workspace, hipStream_t stream) {
   const AttentionShape shape = attention_shape(params);
   const AttentionOutputs outputs = attention_outputs(params);
-  const dim3 grid(shape.num_rows, unsigned(num_head_groups(shape.num_heads)), workspace.num_splits);
-  hipLaunchKernelGGL(attention_kernel<Keys>, grid, dim3(kThreads), 0, stream, params, shape, outputs, workspace);
+  const int heads = heads_per_workgroup(shape.num_heads);
+  const dim3 grid(shape.num_rows, unsigned(head_groups(shape.num_heads, heads)), workspace.num_splits);
+  auto launch = [&](auto kernel) {
+    hipLaunchKernelGGL(kernel, grid, dim3(kThreads), 0, stream, params, shape, outputs, workspace);
+  };
+  if (heads == 128) {
+    launch(attention_kernel<Keys, WorkgroupShape<128>>);
+  } else {
+    launch(attention_kernel<Keys, WorkgroupShape<64>>);
+  }
   check_hip(hipGetLastError(), "launching the attention kernel");
   if (workspace.num_splits > 1) {
     launch_combine(workspace, shape.num_rows, shape.num_heads, outputs, stream);

@@ -8,6 +8,7 @@
 #include <hip/hip_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../common/host_device.h"
 
@@ -62,10 +63,24 @@ __device__ __forceinline__ uint32_t quad_broadcast(uint32_t value) {
 }
 
 template <int kSource>
+__device__ __forceinline__ float quad_broadcast(float value) {
+  return __builtin_bit_cast(float, quad_broadcast<kSource>(__builtin_bit_cast(uint32_t, value)));
+}
+
+template <int kSource>
 __device__ __forceinline__ const uint8_t* quad_broadcast(const uint8_t* pointer) {
   const uint64_t bits = reinterpret_cast<uintptr_t>(pointer);
   const uint64_t lo = quad_broadcast<kSource>(uint32_t(bits)), hi = quad_broadcast<kSource>(uint32_t(bits >> 32));
   return reinterpret_cast<const uint8_t*>(uintptr_t(lo | hi << 32));
+}
+
+// f(std::integral_constant<int, i>()) for the quad's lanes i = 0..3, each a compile-time quad_broadcast source.
+template <class F>
+__device__ __forceinline__ void for_each_quad_lane(F&& f) {
+  f(std::integral_constant<int, 0>());
+  f(std::integral_constant<int, 1>());
+  f(std::integral_constant<int, 2>());
+  f(std::integral_constant<int, 3>());
 }
 
 // Bit l: the predicate on lane l (inactive lanes give 0); the same mask on every lane.
@@ -115,6 +130,15 @@ __device__ __forceinline__ void isa_rare_path() {
 #if defined(__HIP_DEVICE_COMPILE__)
   asm volatile("; flash_mla isa: rare path");
 #endif
+}
+
+// `value`, unknown to the compiler from here on: what the loop computes from it is computed each trip instead of once
+// before the loop and kept in registers, which at 128 heads a workgroup cost more than the few VALU.
+__device__ __forceinline__ int recompute_from(int value) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  asm volatile("" : "+v"(value));
+#endif
+  return value;
 }
 
 // v_perm_b32: byte i of the result is byte selector[i] of {high, low} (0-3: low's bytes, 4-7: high's).
