@@ -1,11 +1,14 @@
 """torch.ops.flash_mla.decode (CSR ranges) against the float64 reference, edge cases, and bad input."""
 
+import math
+
 import pytest
 import torch
 
 import flash_mla_rocm as fm
 import gfx942_emulation
-from flash_mla_rocm import reference
+from flash_mla_rocm import quant, reference
+from flash_mla_rocm.quant import HEAD_DIM
 from flash_mla_rocm.testing import assert_out_close, make_decode_case
 
 NOPE_DTYPES = [torch.float8_e4m3fnuz, torch.float8_e4m3fn, torch.uint8]
@@ -51,6 +54,36 @@ def test_long_ranges(device, lengths, heads):
 
 def test_custom_sm_scale(device):
     check(make_decode_case([50, 70], 8, device=device), sm_scale=0.3)
+
+
+@pytest.mark.parametrize("heads", [16, 128])
+def test_rising_scores(device, heads):
+    """Keys in rising score order, a peaked softmax: the running max moves again and again, so the kernels' lazy
+    rescale of the accumulators (skipped while a tile's max stays within 2^8 of it) runs many times. Every head has
+    the same query, so every head rescales. The empty rows keep the planned keys per row (T / B) under one tile, so
+    no row is split: each runs its whole rising range in one CTA/workgroup."""
+    sm_scale = 8 * HEAD_DIM**-0.5
+    case = make_decode_case([400, 160] + [0] * 60, heads, device=device)
+    case["q"] = case["q"][:, :1].expand_as(case["q"]).contiguous()
+    keys = quant.dequantize_kv_split(case["kv_nope_fp8"], case["kv_rope"], case["kv_scales"]).double()
+    bounds = case["kv_indptr"].tolist()
+    order = torch.arange(keys.shape[0], device=device)
+    rises = 0
+    for row, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if end == begin:
+            continue
+        scores = keys[begin:end] @ case["q"][row, 0].double() * sm_scale * math.log2(math.e)
+        rank = scores.argsort()
+        order[begin:end] = begin + rank
+        tile_maxima = scores[rank].reshape(-1, 16).amax(dim=1).tolist()
+        reference_max = tile_maxima[0]  # the kernels' rule, 16-key tiles, log2 units: move the max when 2^8 above it
+        for tile_max in tile_maxima[1:]:
+            if tile_max > reference_max + 8:
+                reference_max, rises = tile_max, rises + 1
+    assert rises >= 4, rises
+    for name in ("kv_nope_fp8", "kv_rope", "kv_scales"):
+        case[name] = case[name][order]
+    check(case, sm_scale=sm_scale)
 
 
 def test_adversarial_indptr(device):

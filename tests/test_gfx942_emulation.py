@@ -48,6 +48,24 @@ def test_cross_lane_moves():
     assert torch.equal(out[2], values[lanes // 4 * 4 + 2])  # DPP quad_perm [2, 2, 2, 2]
 
 
+def test_bf16_packing():
+    """pack_bf16x2 rounds to nearest even as torch does; pack_bf16x2_ties_away (the softmax weights) the same except
+    on exact ties, which go away from zero."""
+    gen = torch.Generator().manual_seed(0)
+    random = torch.randn(4096, generator=gen) * 2.0 ** torch.randint(-20, 20, (4096,), generator=gen)
+    bf16 = torch.randn(2048, generator=gen).bfloat16().float()
+    ulp = bf16.abs().view(torch.int32).bitwise_and(0x7F800000).view(torch.float32) * 2.0**-7
+    ties = bf16 + ulp / 2  # exactly halfway between two bf16 values (of either low bit)
+    values = torch.cat([random, ties, -ties, torch.tensor([0.0, -0.0, 1.0, 2.0**-130])])
+    got = emulated_ops().pack_bf16(values)
+    nearest_even = values.bfloat16().view(torch.int16)
+    assert torch.equal(got[0], nearest_even)
+    bits = values.view(torch.int32)
+    away = ((bits + 0x8000) >> 16).to(torch.int16)  # add half an ulp to the magnitude, truncate
+    tie = bits.bitwise_and(0xFFFF) == 0x8000
+    assert tie.sum() >= 4000 and torch.equal(got[1][~tie], nearest_even[~tie]) and torch.equal(got[1], away)
+
+
 def test_no_symbol_shared_with_the_wheel():
     """The emulation build compiles the binding layer again, over other kernels: none of its exported symbols may
     also be one of the wheel's _C (same name, other body), whatever order or flags the two libraries load with."""

@@ -122,7 +122,7 @@ static_assert(read_slots_are_linear(), "a swizzle changed: reads are no longer t
 struct KeyShare {
   u32x2 data[4];        // nope: the 8 fp8 bytes holding the 4 (word first % 8 / 4); rope: the 4 bf16
   uint32_t scale_bits;  // nope: the elements' scale of the key this lane located, as loaded (Keys::scale_value)
-  uint32_t valid;       // bit i: key 4g + i exists and its index is valid; invalid keys stay zeros
+  uint32_t valid;       // bit i: key 4g + i exists and its index is valid (else it read kSkippedKeyBytes)
   bool in_extra_cache;  // the tile's keys come from the extra cache (wave-uniform)
 };
 
@@ -149,17 +149,22 @@ struct ShareSpot {
   }
 };
 
+// What a skipped key reads instead of a token: zeros, which dequantize to zeros (an e8m0 byte 0 is 2^-127, an fp32
+// scale 0 is 0), so its key row and value column need no masking. Past every offset a lane reads at.
+__device__ const uint8_t kSkippedKeyBytes[1024] = {};
+static_assert(kNopeDim + 8 <= sizeof(kSkippedKeyBytes) && 2 * (kHeadDim - kNopeDim) <= sizeof(kSkippedKeyBytes),
+              "a lane's offsets stay inside the skipped key's bytes");
+
 // Step 2: the lane's share of the quad's keys. Every lane issues the same loads, without branches, so nothing
 // waits for them here: 8 aligned bytes of each key and the scale of the key it located (a rope lane's is not used;
-// the quad shares the scales when it dequantizes). A skipped key reads `stand_in` (any 1 KiB of readable memory)
-// instead; the store zeros it.
+// the quad shares the scales when it dequantizes). A skipped key reads kSkippedKeyBytes instead.
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int32_t index,
-                                                   const ShareSpot& spot, const uint8_t* stand_in, int lane) {
+                                                   const ShareSpot& spot, int lane) {
   const TokenBytes mine = index >= 0 ? keys.tile(first_position).resolve(index) : TokenBytes{nullptr, nullptr, nullptr};
   const bool mine_valid = mine.nope != nullptr;
-  const uint8_t* const my_part = mine_valid ? (spot.nope ? mine.nope : mine.rope) : stand_in;
-  const uint8_t* const my_scales = mine_valid ? mine.scales : stand_in;
+  const uint8_t* const my_part = mine_valid ? (spot.nope ? mine.nope : mine.rope) : kSkippedKeyBytes;
+  const uint8_t* const my_scales = mine_valid ? mine.scales : kSkippedKeyBytes;
   KeyShare share = {};
   share.valid = uint32_t(wave_ballot(mine_valid) >> (lane & ~3)) & 0xFu;  // the quad's 4 keys
   share.in_extra_cache = keys.tile(first_position).in_extra_cache;
@@ -229,8 +234,6 @@ __device__ __forceinline__ void store_key_share(const Keys& keys, SharedTiles& l
     for (int i = 0; i < 4; ++i) rows[i] = share.data[i];
   }
 #pragma unroll
-  for (int i = 0; i < 4; ++i) rows[i] = (share.valid >> i) & 1u ? rows[i] : u32x2{0, 0};  // skipped: stand-in bytes
-#pragma unroll
   for (int i = 0; i < 4; ++i) *reinterpret_cast<u32x2*>(reinterpret_cast<char*>(lds.keys) + at.key(i)) = rows[i];
 #pragma unroll
   for (int j = 0; j < kShareElements; ++j) {
@@ -269,8 +272,7 @@ __global__ void __launch_bounds__(kThreads)
     return fetch_key_index(keys, range.begin + tile * kKeysPerTile, range.end, per_tile(lane));
   };
   auto load_tile = [&](int tile, int32_t index) {
-    return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_spot,
-                          reinterpret_cast<const uint8_t*>(shape.q.data), lane);
+    return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_spot, lane);
   };
 
   // Q^T as B operands: this lane's head of each block, dims of chunk c in the same order as the K reads below.
@@ -371,7 +373,7 @@ __global__ void __launch_bounds__(kThreads)
         p[e] = fast_exp2(x[e] - reference);
         row_sum[b] += p[e];
       }
-      p_t[b] = __builtin_bit_cast(bf16x4, u32x2{pack_bf16x2(p[0], p[1]), pack_bf16x2(p[2], p[3])});
+      p_t[b] = __builtin_bit_cast(bf16x4, u32x2{pack_bf16x2_ties_away(p[0], p[1]), pack_bf16x2_ties_away(p[2], p[3])});
     }
 
 #pragma unroll

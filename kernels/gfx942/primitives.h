@@ -69,9 +69,9 @@ __device__ __forceinline__ float quad_broadcast(float value) {
 
 template <int kSource>
 __device__ __forceinline__ const uint8_t* quad_broadcast(const uint8_t* pointer) {
-  const uint64_t bits = reinterpret_cast<uintptr_t>(pointer);
-  const uint64_t lo = quad_broadcast<kSource>(uint32_t(bits)), hi = quad_broadcast<kSource>(uint32_t(bits >> 32));
-  return reinterpret_cast<const uint8_t*>(uintptr_t(lo | hi << 32));
+  const u32x2 halves = __builtin_bit_cast(u32x2, pointer);  // a register pair: no arithmetic to join the halves
+  const u32x2 moved = {quad_broadcast<kSource>(halves[0]), quad_broadcast<kSource>(halves[1])};
+  return __builtin_bit_cast(const uint8_t*, moved);
 }
 
 // f(std::integral_constant<int, i>()) for the quad's lanes i = 0..3, each a compile-time quad_broadcast source.
@@ -159,6 +159,12 @@ __device__ __forceinline__ uint32_t high_halves(float lo, float hi) {
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const uint32_t a = __builtin_bit_cast(uint32_t, lo), b = __builtin_bit_cast(uint32_t, hi);
   return pack_high_halves(a + 0x7FFFu + ((a >> 16) & 1u), b + 0x7FFFu + ((b >> 16) & 1u));
+}
+
+// Round-to-nearest, ties away from zero, fp32 -> bf16 pair for finite values: one add a value where
+// pack_bf16x2 takes two. For the softmax weights, where it differs from round-to-nearest-even on exact ties only.
+__device__ __forceinline__ uint32_t pack_bf16x2_ties_away(float lo, float hi) {
+  return pack_high_halves(__builtin_bit_cast(uint32_t, lo) + 0x8000u, __builtin_bit_cast(uint32_t, hi) + 0x8000u);
 }
 
 }  // namespace flash_mla::gfx942

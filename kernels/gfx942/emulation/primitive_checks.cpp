@@ -1,7 +1,7 @@
 // Test-only ops that run single gfx942 primitives under emulation on one wave, so that the tests can hold the
 // emulated wave-wide instructions to the CDNA3 ISA's definitions directly, apart from any kernel (a kernel and an
-// emulation that were wrong the same way would still agree with each other), and the dequantization to torch's own
-// fp8 conversion, bit for bit.
+// emulation that were wrong the same way would still agree with each other), and the dequantization and the bf16
+// rounding to torch's own conversions, bit for bit.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -39,6 +39,14 @@ template <Fp8Format kFormat, bool kPowerOfTwoScale>
 __global__ void dequant_kernel(const int32_t* words, const float* scales, int64_t count, u32x2* out) {
   for (int64_t i = lane_index(); i < count; i += kWaveSize)
     out[i] = dequant_fp8x4_to_bf16<kFormat, kPowerOfTwoScale>(uint32_t(words[i]), scales[i]);
+}
+
+// Pair i of values -> two bf16 patterns: by pack_bf16x2 into out[i], by pack_bf16x2_ties_away into out[pairs + i].
+__global__ void pack_bf16_kernel(const float* values, int64_t pairs, uint32_t* out) {
+  for (int64_t i = lane_index(); i < pairs; i += kWaveSize) {
+    out[i] = pack_bf16x2(values[2 * i], values[2 * i + 1]);
+    out[pairs + i] = pack_bf16x2_ties_away(values[2 * i], values[2 * i + 1]);
+  }
 }
 
 void check_lanes(const at::Tensor& t, const char* name, at::ScalarType dtype) {
@@ -87,6 +95,18 @@ at::Tensor dequant_fp8x4(const at::Tensor& words, const at::Tensor& scales, bool
   return out;
 }
 
+// values [2 n] float32 -> [2, 2 n] int16: the bf16 patterns by round-to-nearest-even (row 0) and by
+// round-to-nearest with ties away from zero (row 1).
+at::Tensor pack_bf16(const at::Tensor& values) {
+  TORCH_CHECK(
+      values.scalar_type() == at::kFloat && values.is_contiguous() && values.dim() == 1 && values.size(0) % 2 == 0,
+      "values must be a contiguous float32 tensor of even length");
+  at::Tensor out = at::empty({2, values.size(0)}, values.options().dtype(at::kShort));
+  hipLaunchKernelGGL(pack_bf16_kernel, dim3(1), dim3(kWaveSize), 0, nullptr, values.data_ptr<float>(),
+                     values.size(0) / 2, reinterpret_cast<uint32_t*>(out.data_ptr()));
+  return out;
+}
+
 }  // namespace
 }  // namespace flash_mla::gfx942
 
@@ -94,10 +114,12 @@ TORCH_LIBRARY_FRAGMENT(flash_mla_gfx942_emulated, m) {
   m.def("mfma_16x16x16_bf16_lanes(Tensor a, Tensor b, Tensor c) -> Tensor");
   m.def("lane_shuffles(Tensor values) -> Tensor");
   m.def("dequant_fp8x4(Tensor words, Tensor scales, bool e4m3fn, bool power_of_two_scale) -> Tensor");
+  m.def("pack_bf16(Tensor values) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(flash_mla_gfx942_emulated, CPU, m) {
   m.impl("mfma_16x16x16_bf16_lanes", &flash_mla::gfx942::mfma_lanes);
   m.impl("lane_shuffles", &flash_mla::gfx942::shuffles);
   m.impl("dequant_fp8x4", &flash_mla::gfx942::dequant_fp8x4);
+  m.impl("pack_bf16", &flash_mla::gfx942::pack_bf16);
 }
