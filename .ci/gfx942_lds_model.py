@@ -57,7 +57,7 @@ def lane_coordinates(wave, lane):
 
 def patterns(wave, heads):
     """{name: (width, [per instruction: 64 byte addresses])} of one wave's LDS accesses in one key tile of a
-    workgroup of `heads` heads (64 or 128: one or two head blocks a wave)."""
+    workgroup of `heads` heads (64 or 128: one or two head blocks a wave; with two, the pair swaps P^T too)."""
     blocks = heads // 16 // WAVE_PAIRS
     result = {}
 
@@ -80,11 +80,11 @@ def patterns(wave, heads):
     def qk_read(p, lane):
         return 16 * qk_read_slot(wave // WAVE_PAIRS, lane, p)
 
-    def partial_write(b, lane):  # [wave][block][lane]
-        return 16 * ((wave * blocks + b) * WAVE + lane)
+    def exchange_write(region, lane):  # PairExchange: partial scores, then P^T and the max, [wave][lane] each
+        return 16 * (region * WAVES * WAVE + wave * WAVE + lane)
 
-    def partial_read(b, lane):
-        return 16 * (((wave ^ WAVE_PAIRS) * blocks + b) * WAVE + lane)
+    def exchange_read(region, lane):
+        return 16 * (region * WAVES * WAVE + (wave ^ WAVE_PAIRS) * WAVE + lane)
 
     def pv_read(c, lane):
         return KEYS_BYTES + 16 * pv_read_slot(wave // WAVE_PAIRS, lane, c)
@@ -92,8 +92,11 @@ def patterns(wave, heads):
     add("key rows: dequantized stores (b64)", 8, 4, key_store)
     add("value columns: dequantized stores (b64)", 8, 4, value_store)
     add("key rows: QK reads (b128)", 16, WAVE_READS, qk_read)
-    add("partial scores: writes (b128)", 16, blocks, partial_write)
-    add("partial scores: reads (b128)", 16, blocks, partial_read)
+    add("partial scores: writes (b128)", 16, 1, exchange_write)
+    add("partial scores: reads (b128)", 16, 1, exchange_read)
+    if blocks == 2:
+        add("P^T and max to the pair: writes (b128)", 16, 1, lambda _, lane: exchange_write(1, lane))
+        add("P^T and max from the pair: reads (b128)", 16, 1, lambda _, lane: exchange_read(1, lane))
     add("value columns: PV reads (b128)", 16, WAVE_READS, pv_read)
     return result
 

@@ -23,12 +23,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 DUMP = r"""
+#include <cstddef>
 #include <cstdio>
 #include "gfx942/attention_kernel.h"
 int main() {
   using namespace flash_mla::gfx942;
-  std::printf("%d %d %d %d %d %d %d\n", kKeysPerTile, kChunksPerRow, kKeyQuads, kWaves, kWavePairs, kWaveReads,
-              int(sizeof(SharedTiles::keys)));
+  std::printf("%d %d %d %d %d %d %d %d\n", kKeysPerTile, kChunksPerRow, kKeyQuads, kWaves, kWavePairs, kWaveReads,
+              int(sizeof(SharedTiles::keys)), int(offsetof(PairExchange, weights)));
   for (int k = 0; k < kKeysPerTile; ++k)
     for (int c = 0; c < kChunksPerRow; ++c) std::printf("%d ", key_chunk_slot(k, c));
   std::printf("\n");
@@ -71,8 +72,9 @@ def kernel_dump(tmp_path_factory):
 
 def test_constants_match_the_kernel(kernel_dump):
     m = load_model()
+    exchange_region = m.patterns(0, 128)["P^T and max to the pair: writes (b128)"][1][0][0]  # wave 0, lane 0
     assert kernel_dump[0] == [m.KEYS_PER_TILE, m.CHUNKS_PER_ROW, m.KEY_QUADS, m.WAVES, m.WAVE_PAIRS, m.WAVE_READS,
-                              m.KEYS_BYTES]  # fmt: skip
+                              m.KEYS_BYTES, exchange_region]  # fmt: skip
 
 
 def test_address_functions_match_the_kernel(kernel_dump):

@@ -2,18 +2,21 @@
 // row x one split, one workgroup per CU (its two key tiles fill the 64 KiB of LDS), two waves per SIMD.
 //
 // Per tile of 16 keys, every lane dequantizes 4 elements of 4 keys, once for the workgroup, into two LDS copies:
-// key rows (the A operand of QK) and value columns (the A operand of PV). Wave w owns one or two 16-head MFMA blocks,
-// heads 16 (w % 4 + 4 b) .. + 16 for block b, and half the dims, 256 (w / 4) .. + 256:
-//   QK  S^T[key][head] = K Q^T over its 256 dims (16 MFMAs a block), plus the partial of wave w ^ 4 (the other
-//       half) through LDS; a + b == b + a, so both waves compute the same softmax;
+// key rows (the A operand of QK) and value columns (the A operand of PV). Waves w and w ^ 4 (a wave pair) hold the
+// same one or two 16-head MFMA blocks, heads 16 (w % 4 + 4 g) .. + 16 for block g, and a half of the dims each,
+// 256 (w / 4) .. + 256:
+//   QK  S^T[key][head] = K Q^T over its 256 dims (16 MFMAs a block); the two halves' partials meet through LDS;
 //   PV  O^T[v][head] = V^T P^T for its 256 columns (16 MFMAs a block); S^T's accumulator layout is P^T's operand
-//       layout, so P never leaves registers.
-// Each key and value read from LDS feeds every block of the wave: 128 heads a workgroup do twice the MFMAs of 64 for
-// the same loads, dequantization and LDS reads.
+//       layout, so P never leaves registers, but to reach the other wave of the pair.
+// With one block, both waves of a pair add the two partials (a + b == b + a: the same scores) and compute the same
+// softmax. With two, each wave computes the softmax of one of them, its own (local block 0; the other is local block
+// 1), and the pair swap P and the running max through LDS (a third barrier a tile). Each key and value read from LDS
+// feeds every block of the wave: 128 heads a workgroup do twice the MFMAs of 64 for the same loads, dequantization
+// and LDS reads, and the same softmax work a wave.
 // With transposed products each lane's column is one head: softmax state is per lane, keys run along lanes, and
 // lane group g (lanes 16g..16g+15) holds keys 4g..4g+3, the same keys it dequantizes, so it knows which are valid.
 // The key tiles are double-buffered and the global loads of tile t + 1 are in flight during tile t. Two barriers
-// per tile.
+// per tile (three with two blocks).
 #pragma once
 
 #include <hip/hip_runtime.h>
@@ -70,9 +73,16 @@ struct SharedTiles {
 };
 static_assert(2 * sizeof(SharedTiles) == 65536, "two tiles fill the 64 KiB of LDS");
 
-// A tile's partial scores after QK, in the key rows' space: [wave][block][lane], one MFMA accumulator each.
-__device__ __forceinline__ floatx4* score_partials(SharedTiles& lds) { return reinterpret_cast<floatx4*>(lds.keys); }
-static_assert(kWaves * 2 * kWaveSize * sizeof(floatx4) <= sizeof(SharedTiles::keys), "partials of two blocks fit");
+// After QK, the key rows' space holds what a wave pair swaps, [wave][lane] each: the partial scores of the block the
+// other wave adds them to (an MFMA accumulator), then, with two blocks, the wave's P^T and running max for the other.
+struct PairExchange {
+  floatx4 partial_scores[kWaves * kWaveSize];
+  u32x4 weights[kWaves * kWaveSize];  // P^T (2 words: 4 bf16), the running max (fp32 bits), unused
+};
+static_assert(sizeof(PairExchange) <= sizeof(SharedTiles::keys), "the pair exchange fits in the key rows");
+__device__ __forceinline__ PairExchange& pair_exchange(SharedTiles& lds) {
+  return *reinterpret_cast<PairExchange*>(lds.keys);
+}
 
 constexpr int key_chunk_slot(int key, int chunk) { return key * kChunksPerRow + (chunk ^ (key % 8)); }
 
@@ -120,10 +130,10 @@ static_assert(read_slots_are_linear(), "a swizzle changed: reads are no longer t
 
 // A lane's share of one key tile, loaded a tile ahead: elements [first, first + 4) of the keys 4g..4g+3.
 struct KeyShare {
-  u32x2 data[4];        // nope: the 8 fp8 bytes holding the 4 (word first % 8 / 4); rope: the 4 bf16
-  uint32_t scale_bits;  // nope: the elements' scale of the key this lane located, as loaded (Keys::scale_value)
-  uint32_t valid;       // bit i: key 4g + i exists and its index is valid (else it read kSkippedKeyBytes)
-  bool in_extra_cache;  // the tile's keys come from the extra cache (wave-uniform)
+  u32x2 data[4];         // nope: 8 fp8 bytes holding the 4 (ShareSpot::part_offset); rope: the 4 bf16
+  uint32_t scale_bits;   // nope: the elements' scale of the key this lane located, as loaded (Keys::scale_value)
+  uint64_t valid_lanes;  // bit l: the key lane l located exists and is valid (else it read kSkippedKeyBytes)
+  bool in_extra_cache;   // the tile's keys come from the extra cache (wave-uniform)
 };
 
 // Lane r of each 4-lane quad locates key 4 quad + r of a tile and shares the addresses with its quad (DPP):
@@ -138,14 +148,16 @@ __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_p
 // Where a lane's elements [first_element, + 4) lie in each key's bytes.
 struct ShareSpot {
   bool nope;         // in the nope part, else in the rope part (wave-uniform)
-  int part_offset;   // of the 8 aligned bytes holding them in that part (a nope lane's 4 bytes and neighbours)
+  int part_offset;   // of 8 bytes holding them in that part: a nope lane's 4 bytes first where Keys allow reading 4
+                     // past them (kNopeRowFollowed), else the aligned 8 (the lane's 4 and its neighbour's)
   int scale_offset;  // of their scale (wave-uniform: a wave's 64 elements are one scale tile)
 
   template <class Keys>
   __device__ static ShareSpot of(int wave, int first_element) {
     static_assert(kScaleTileDim == 64, "a wave's elements share one scale");
     const bool nope = wave * 64 < kNopeDim;
-    return {nope, nope ? first_element & ~7 : 2 * (first_element - kNopeDim), nope ? wave * Keys::kScaleBytes : 0};
+    const int nope_offset = Keys::kNopeRowFollowed ? first_element : first_element & ~7;
+    return {nope, nope ? nope_offset : 2 * (first_element - kNopeDim), nope ? wave * Keys::kScaleBytes : 0};
   }
 };
 
@@ -161,12 +173,12 @@ static_assert(kNopeDim + 8 <= sizeof(kSkippedKeyBytes) && 2 * (kHeadDim - kNopeD
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int32_t index,
                                                    const ShareSpot& spot, int lane) {
-  const TokenBytes mine = index >= 0 ? keys.tile(first_position).resolve(index) : TokenBytes{nullptr, nullptr, nullptr};
-  const bool mine_valid = mine.nope != nullptr;
-  const uint8_t* const my_part = mine_valid ? (spot.nope ? mine.nope : mine.rope) : kSkippedKeyBytes;
-  const uint8_t* const my_scales = mine_valid ? mine.scales : kSkippedKeyBytes;
+  bool mine_valid;
+  const TokenBytes mine = keys.tile(first_position).locate(index, kSkippedKeyBytes, mine_valid);
+  const uint8_t* const my_part = spot.nope ? mine.nope : mine.rope;
+  const uint8_t* const my_scales = mine.scales;
   KeyShare share = {};
-  share.valid = uint32_t(wave_ballot(mine_valid) >> (lane & ~3)) & 0xFu;  // the quad's 4 keys
+  share.valid_lanes = wave_ballot(mine_valid);
   share.in_extra_cache = keys.tile(first_position).in_extra_cache;
   share.scale_bits = keys.load_scale_bits(my_scales + spot.scale_offset);
   for_each_quad_lane([&](auto source) {  // key `source` of the quad
@@ -174,6 +186,13 @@ __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_p
     share.data[i] = load_unaligned<u32x2>(quad_broadcast<i>(my_part) + spot.part_offset);
   });
   return share;
+}
+
+// The lanes whose element e is a valid key: lane group g holds key 4 g + e there, which lane 16 g + e located (its
+// bit of `valid_lanes`, wave_ballot of the locating lanes); that bit spread over the group's 16 lanes. Wave-uniform:
+// scalar instructions.
+__device__ __forceinline__ uint64_t lanes_of_valid_key(uint64_t valid_lanes, int e) {
+  return ((valid_lanes >> e) & 0x0001000100010001ull) * 0xFFFFull;
 }
 
 // Element j of 4 keys' 4 bf16 (rows), the keys in order: the word pair of a value column.
@@ -218,7 +237,7 @@ static_assert(store_bytes_are_xors(), "a swizzle changed: stores are no longer a
 template <class Keys>
 __device__ __forceinline__ void store_key_share(const Keys& keys, SharedTiles& lds, const KeyShare& share,
                                                 const StoreBytes& at, unsigned lane, bool nope) {
-  const bool high_half = lane % 2;  // the lane's 4 bytes are the high word of the 8 it loaded
+  const bool high_half = !Keys::kNopeRowFollowed && lane % 2;  // the lane's 4 bytes are the high word of the 8
   u32x2 rows[4];
   if (nope) {  // wave-uniform: one branch for the 4 keys
     // The scale of the key this lane located.
@@ -253,17 +272,17 @@ __global__ void __launch_bounds__(kThreads)
   const int lane_row = lane % 16, lane_group = lane / 16;  // MFMA row/column index and k-group of this lane
   const int wave_pair = wave % kWavePairs, dim_half = wave / kWavePairs;
   auto per_tile = [](int value) { return Shape::kRecomputeAddresses ? recompute_from(value) : value; };
-  // The column of a lane in head block b: one head.
+  // The column of a lane in local head block b: one head. With two blocks a wave's own (local 0) is block dim_half.
   auto head_of = [&](int b, int lane_row) {
-    return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * (wave_pair + kWavePairs * b) + lane_row;
+    const int block = kBlocks == 1 ? 0 : (b + dim_half) % 2;
+    return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * (wave_pair + kWavePairs * block) + lane_row;
   };
   // This lane dequantizes elements [share_element, + 4) of keys 4 * lane_group + i: wave w covers 64 elements.
   const int share_element = wave * 64 + lane_row * kShareElements;
   const ShareSpot share_spot = ShareSpot::of<Keys>(wave, share_element);
   const ReadSlots key_slots = qk_read_slots(dim_half, lane), value_slots = pv_read_slots(dim_half, lane);
-  // The score partials of this wave and of wave ^ 4 (the other dim half of the same heads): [wave][block][lane].
-  const int my_partials = wave * kBlocks * kWaveSize + lane;
-  const int partner_partials = (wave ^ kWavePairs) * kBlocks * kWaveSize + lane;
+  // This wave's and its pair's (wave ^ 4: the other dim half of the same heads) entries of the pair exchange.
+  const int my_entry = wave * kWaveSize + lane, partner_entry = (wave ^ kWavePairs) * kWaveSize + lane;
 
   const Keys keys(params, row);
   const PositionRange range = split_positions(keys.num_positions(), split, workspace.num_splits, kKeysPerTile);
@@ -292,12 +311,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   floatx4 o[kBlocks][kColumnBlocks] = {};
-  float row_max[kBlocks], row_sum[kBlocks];  // log2 units; the sum over this lane's keys only, until the epilogue
+  // log2 units; row_max[1] is the pair's running max of block 1, as last received.
+  float row_max[kBlocks];
 #pragma unroll
-  for (int b = 0; b < kBlocks; ++b) {
-    row_max[b] = -INFINITY;
-    row_sum[b] = 0.f;
-  }
+  for (int b = 0; b < kBlocks; ++b) row_max[b] = -INFINITY;
+  floatx2 own_sums = {0.f, 0.f};  // block 0's sum of p over this lane's keys, in two parts (packed adds)
   const float scale_log2 = shape.sm_scale * kLog2e;
 
   // Tile t is in LDS while the key loads of tile t + 1 and the index loads of tile t + 2 are in flight: issued
@@ -306,7 +324,7 @@ __global__ void __launch_bounds__(kThreads)
   int32_t next_index = fetch_tile(1);           // of the tile after `next`
   const StoreBytes store_at = StoreBytes::of(wave, lane);
   store_key_share(keys, tiles[0], next, store_at, lane, share_spot.nope);
-  uint32_t valid = next.valid;  // of the tile in LDS
+  uint64_t valid_lanes = next.valid_lanes;  // of the tile in LDS
   next = load_tile(1, next_index);
   next_index = fetch_tile(2);
   workgroup_barrier();
@@ -327,14 +345,13 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     workgroup_barrier();  // every wave is done reading this tile's keys; the other buffer is free too
-    floatx4* const partials = score_partials(lds);
-#pragma unroll
-    for (int b = 0; b < kBlocks; ++b) partials[my_partials + b * kWaveSize] = s[b];
-    const uint32_t tile_valid = valid;
+    PairExchange& exchange = pair_exchange(lds);
+    exchange.partial_scores[my_entry] = s[kBlocks - 1];  // the block the pair adds it to: block 0 of wave ^ 4
+    const uint64_t tile_valid_lanes = valid_lanes;
     if (tile + 1 < num_tiles) {
       const StoreBytes at = {per_tile(store_at.key_base), per_tile(store_at.value_base)};
       store_key_share(keys, tiles[1 - kBuffer], next, at, lane, share_spot.nope);
-      valid = next.valid;
+      valid_lanes = next.valid_lanes;
       if (tile + 2 < num_tiles) {
         next = load_tile(tile + 2, next_index);
         next_index = fetch_tile(tile + 3);
@@ -342,38 +359,53 @@ __global__ void __launch_bounds__(kThreads)
     }
     workgroup_barrier();
 
+    // The softmax of block 0: the whole row of scores is this wave's half plus the pair's; a key that is not there
+    // scores -inf.
+    s[0] += exchange.partial_scores[partner_entry];
+    // Element e is key 4 * lane_group + e; pairs of elements go through packed fp32 instructions.
+    const floatx2 scaled[2] = {floatx2{s[0][0], s[0][1]} * scale_log2, floatx2{s[0][2], s[0][3]} * scale_log2};
+    float x[4];
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      x[e] = select_by_lane_mask(lanes_of_valid_key(tile_valid_lanes, e), -INFINITY, scaled[e / 2][e % 2]);
+      tile_max = fmaxf(tile_max, x[e]);
+    }
+    tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 16));
+    tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 32));
+    // Lazy rescale: the running max moves (and O, the row sum are rescaled) only when a tile's max exceeds it by
+    // kRescaleThreshold; until then p may reach 2^8. Wave-uniform, so the rescale is skipped by the whole wave.
+    if (wave_any(tile_max > row_max[0] + kRescaleThreshold)) {
+      isa_rare_path();
+      const float new_max = fmaxf(row_max[0], tile_max);
+      const float factor = new_max == row_max[0] ? 1.f : fast_exp2(row_max[0] - new_max);
+      own_sums *= factor;
+#pragma unroll
+      for (int n = 0; n < kColumnBlocks; ++n) o[0][n] *= factor;
+      row_max[0] = new_max;
+    }
+    const float reference = row_max[0] == -INFINITY ? 0.f : row_max[0];  // no valid key yet: all x are -inf
+    const floatx2 shifted[2] = {floatx2{x[0], x[1]} - reference, floatx2{x[2], x[3]} - reference};
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) p[e] = fast_exp2(shifted[e / 2][e % 2]);
+    own_sums += floatx2{p[0], p[1]} + floatx2{p[2], p[3]};
     bf16x4 p_t[kBlocks];
-#pragma unroll
-    for (int b = 0; b < kBlocks; ++b) {
-      s[b] += partials[partner_partials + b * kWaveSize];  // the other dim half, same heads
-      float x[4];
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {  // element e is key 4 * lane_group + e
-        x[e] = (tile_valid >> e) & 1u ? s[b][e] * scale_log2 : -INFINITY;
-        tile_max = fmaxf(tile_max, x[e]);
-      }
-      tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 16));
-      tile_max = fmaxf(tile_max, shuffle_xor(tile_max, 32));
-      // Lazy rescale: the running max moves (and O, row_sum are rescaled) only when a tile's max exceeds it by
-      // kRescaleThreshold; until then p may reach 2^8. Wave-uniform, so the rescale is skipped by the whole wave.
-      if (wave_any(tile_max > row_max[b] + kRescaleThreshold)) {
+    const u32x2 p_words = {pack_bf16x2_ties_away(p[0], p[1]), pack_bf16x2_ties_away(p[2], p[3])};
+    p_t[0] = __builtin_bit_cast(bf16x4, p_words);
+    if constexpr (kBlocks == 2) {  // block 1's P^T and running max from the pair, which computed its softmax
+      exchange.weights[my_entry] = u32x4{p_words[0], p_words[1], __builtin_bit_cast(uint32_t, row_max[0]), 0};
+      workgroup_barrier();
+      const u32x4 received = exchange.weights[partner_entry];
+      p_t[1] = __builtin_bit_cast(bf16x4, u32x2{received[0], received[1]});
+      const float partner_max = __builtin_bit_cast(float, received[2]);
+      if (wave_any(partner_max != row_max[1])) {  // the pair moved it: O of block 1 follows
         isa_rare_path();
-        const float new_max = fmaxf(row_max[b], tile_max);
-        const float factor = new_max == row_max[b] ? 1.f : fast_exp2(row_max[b] - new_max);
-        row_sum[b] *= factor;
+        const float factor = fast_exp2(row_max[1] - partner_max);  // 0 from -inf: O is still zero then
 #pragma unroll
-        for (int n = 0; n < kColumnBlocks; ++n) o[b][n] *= factor;
-        row_max[b] = new_max;
+        for (int n = 0; n < kColumnBlocks; ++n) o[1][n] *= factor;
+        row_max[1] = partner_max;
       }
-      const float reference = row_max[b] == -INFINITY ? 0.f : row_max[b];  // no valid key yet: all x are -inf
-      float p[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        p[e] = fast_exp2(x[e] - reference);
-        row_sum[b] += p[e];
-      }
-      p_t[b] = __builtin_bit_cast(bf16x4, u32x2{pack_bf16x2_ties_away(p[0], p[1]), pack_bf16x2_ties_away(p[2], p[3])});
     }
 
 #pragma unroll
@@ -393,16 +425,22 @@ __global__ void __launch_bounds__(kThreads)
 
   const bool final_output = workspace.num_splits == 1;
   const int end_lane = per_tile(lane);  // nothing lane-dependent of the epilogue kept through the loop
-#pragma unroll
-  for (int b = 0; b < kBlocks; ++b) {
-    // The row sum over the 4 lane groups (all lanes take part before any lane leaves).
-    row_sum[b] += shuffle_xor(row_sum[b], 16);
-    row_sum[b] += shuffle_xor(row_sum[b], 32);
+  // The row sums: over the 4 lane groups (all lanes take part before any lane leaves), block 1's from the pair.
+  float row_sum[kBlocks];
+  row_sum[0] = own_sums[0] + own_sums[1];
+  row_sum[0] += shuffle_xor(row_sum[0], 16);
+  row_sum[0] += shuffle_xor(row_sum[0], 32);
+  if constexpr (kBlocks == 2) {
+    workgroup_barrier();  // every wave is done with the tiles
+    float* const sums = reinterpret_cast<float*>(tiles[0].keys);
+    sums[wave * kWaveSize + end_lane] = row_sum[0];
+    workgroup_barrier();
+    row_sum[1] = sums[(wave ^ kWavePairs) * kWaveSize + end_lane];
   }
 #pragma unroll
   for (int b = 0; b < kBlocks; ++b) {
     const int head = head_of(b, end_lane % 16);
-    if (head >= shape.num_heads) break;  // blocks are in head order
+    if (head >= shape.num_heads) continue;
     const RowEnd end(row_sum[b], (row_max[b] + fast_log2(row_sum[b])) * kLn2, final_output, outputs.attn_sink, head);
     const int64_t out_row = int64_t(row) * shape.num_heads + head;
     const int64_t accum_row = (int64_t(split) * shape.num_rows + row) * shape.num_heads + head;

@@ -1,12 +1,12 @@
 // Where a workgroup's keys come from. A key source maps a query row's key positions to the global bytes of each
 // key in two steps, so that the index load of a later tile overlaps the current one: tile(first).fetch(position)
-// reads the position's token index (a global load; a negative result means "no key"), resolve turns it into
-// byte addresses. SparseKeys reads the paged MODEL1 cache through top-k indices (main cache, then extra
-// cache) with e8m0 scales; CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale tensors.
-// A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in flight before).
-// with_dequant(in_extra_cache, f) calls f(dequant), dequant(bytes, scale) turning a lane's 4 fp8 bytes of a key into
-// bf16 in the format of the tile's cache: SparseKeys has one format for the main cache and one for the extra cache
-// (they may differ: then one wave-uniform branch a tile around all of f), CsrKeys one.
+// reads the position's token index (a global load; a negative result means "no key"), locate turns it into
+// byte addresses (a stand-in's for no key or an invalid index). SparseKeys reads the paged MODEL1 cache through top-k
+// indices (main cache, then extra cache) with e8m0 scales; CsrKeys reads a CSR range of decode's separate nope / rope /
+// fp32-scale tensors. A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in
+// flight before). with_dequant(in_extra_cache, f) calls f(dequant), dequant(bytes, scale) turning a lane's 4 fp8 bytes
+// of a key into bf16 in the format of the tile's cache: SparseKeys has one format for the main cache and one for the
+// extra cache (they may differ: then one wave-uniform branch a tile around all of f), CsrKeys one.
 #pragma once
 
 #include <cstdint>
@@ -50,8 +50,13 @@ struct SparseKeys {
       return entry < length ? list[entry] : -1;
     }
 
-    // The key's bytes; nope == nullptr for an invalid index.
-    __device__ TokenBytes resolve(int32_t index) const { return locate_valid_token(source.cache, index); }
+    // The key's bytes and valid = true for a valid index; for any other (negative: no key), `skipped` for each part.
+    // Branch-free: an invalid index is located as token 0, whose bytes are never read.
+    __device__ TokenBytes locate(int32_t index, const uint8_t* skipped, bool& valid) const {
+      valid = is_valid_token(index, source.cache.num_tokens);
+      const TokenBytes bytes = locate_token(source.cache, valid ? index : 0);
+      return valid ? bytes : TokenBytes{skipped, skipped, skipped};
+    }
   };
 
   __device__ TileKeys tile(int first) const {
@@ -61,6 +66,8 @@ struct SparseKeys {
   }
 
   static constexpr int kScaleBytes = 1;  // e8m0
+  // A token's nope bytes are followed by its rope bytes (either layout): 8 bytes from any nope element are readable.
+  static constexpr bool kNopeRowFollowed = true;
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
 
@@ -93,11 +100,17 @@ struct CsrKeys {
 
   __device__ int32_t fetch(int position) const { return position; }  // no load: the range is the token list
 
-  __device__ TokenBytes resolve(int32_t position) const { return csr_token_bytes(p, range.begin + position); }
+  // As SparseKeys' (a position of the range is valid; -1 is no key).
+  __device__ TokenBytes locate(int32_t position, const uint8_t* skipped, bool& valid) const {
+    valid = position >= 0;
+    const TokenBytes bytes = csr_token_bytes(p, range.begin + (valid ? position : 0));
+    return valid ? bytes : TokenBytes{skipped, skipped, skipped};
+  }
 
   __device__ const CsrKeys& tile(int) const { return *this; }
 
   static constexpr int kScaleBytes = 4;  // fp32
+  static constexpr bool kNopeRowFollowed = false;  // the last token's nope row may end the nope tensor
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 

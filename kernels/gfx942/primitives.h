@@ -89,6 +89,18 @@ __device__ __forceinline__ uint64_t wave_ballot(bool predicate) { return __built
 // Whether the predicate holds on any active lane of the wave (the same answer on every lane).
 __device__ __forceinline__ bool wave_any(bool predicate) { return wave_ballot(predicate) != 0; }
 
+// if_set on the lanes whose bit of `lanes` (wave-uniform, a scalar register pair) is set, else if_clear: one
+// v_cndmask with the mask as its condition, where testing a bit per lane would take two more VALU.
+__device__ __forceinline__ float select_by_lane_mask(uint64_t lanes, float if_clear, float if_set) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  float result;
+  asm("v_cndmask_b32_e64 %0, %1, %2, %3" : "=v"(result) : "v"(if_clear), "v"(if_set), "s"(lanes));
+  return result;
+#else
+  return (lanes >> lane_index()) & 1u ? if_set : if_clear;
+#endif
+}
+
 __device__ __forceinline__ float fast_exp2(float x) { return __builtin_amdgcn_exp2f(x); }  // v_exp_f32: exp2(-inf) = 0
 __device__ __forceinline__ float fast_log2(float x) { return __builtin_amdgcn_logf(x); }   // v_log_f32: log2
 
