@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gfx942 without an AMD GPU: compile every kernels/gfx942 source device-only with Debian's clang-19 and the HIP
 # headers of libamdhip64-dev, then print the ISA report and fail on scratch, spills, calls, a missing bf16 MFMA in an
-# attention kernel's hot loop, or a register/LDS budget overrun (.ci/gfx942_isa_report.py). The host half (the
+# attention kernel's hot loop, a register/LDS budget overrun, an LDS model that no longer matches the compiled loop,
+# or a missed static target (.ci/gfx942_isa_report.py). The host half (the
 # launch code) is compiled too, against the same headers, and a target whose fp8 converter reads another format
 # than e4m3fnuz must be refused by the sources themselves.
 set -euo pipefail

@@ -7,7 +7,7 @@ the conflict-free 64 * width / 128. That lane grouping is the model's assumption
 differently for some widths), as are the clocks.
 
 The address functions below mirror kernels/gfx942/attention_kernel.h: tests/test_gfx942_lds_model.py checks
-key_chunk_slot, value_slot, value_word, every lane's store and read addresses (StoreWords, qk_read_slot,
+key_chunk_slot, value_slot, value_word, every lane's store and read addresses (StoreBytes, qk_read_slot,
 pv_read_slot) and the tile constants against the kernel's own, compiled from the header; the partial-score mapping is
 transcribed from the kernel, and .ci/gfx942_isa_report.py checks that each kernel's pattern bytes equal the LDS
 bytes of its compiled hot loop, so a kernel change that moves LDS traffic fails until this model follows it.

@@ -24,7 +24,7 @@ def check(case, sm_scale=None):
 
 
 @pytest.mark.parametrize("dtype", NOPE_DTYPES)
-@pytest.mark.parametrize("heads", [1, 16, 128])
+@pytest.mark.parametrize("heads", [1, 16, 100, 128])
 def test_formats_and_heads(device, dtype, heads):
     check(make_decode_case([37, 64, 1, 200], heads, dtype, device=device))
 

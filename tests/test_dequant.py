@@ -82,17 +82,22 @@ gfx942 = pytest.mark.skipif(os.environ.get("FLASH_MLA_TEST_GFX942", "1") == "0",
 
 
 @gfx942
-@pytest.mark.parametrize("fp8_dtype", [torch.float8_e4m3fn, torch.float8_e4m3fnuz])
+@pytest.mark.parametrize(
+    "fp8_dtype, halved",
+    [(torch.float8_e4m3fn, False), (torch.float8_e4m3fn, True), (torch.float8_e4m3fnuz, False)],
+    ids=["e4m3fn", "e4m3fn-halved", "e4m3fnuz"],
+)
 @pytest.mark.parametrize("power_of_two_scale", [True, False], ids=["e8m0", "fp32"])
-def test_gfx942_dequant_fp8x4(fp8_dtype, power_of_two_scale):
+def test_gfx942_dequant_fp8x4(fp8_dtype, halved, power_of_two_scale):
     from gfx942_emulation import emulated_ops
 
     words, scales = scale_per_word(byte_words(), POWER_OF_TWO_SCALES if power_of_two_scale else FP32_SCALES)
     e4m3fn = fp8_dtype == torch.float8_e4m3fn
-    got = emulated_ops().dequant_fp8x4(words, scales, e4m3fn, power_of_two_scale)
+    got = emulated_ops().dequant_fp8x4(words, scales, e4m3fn, power_of_two_scale, halved)
     # v_cvt_pk_f32_fp8 reads e4m3fnuz: its NaN (0x80) stays NaN; e4m3fn's NaN encodings are read through it as finite
-    # values, and e4m3fn's -0 is cleared to +0 first.
-    assert_dequantized(got, word_bytes(words), scales, fp8_dtype, e4m3fn, e4m3fn)
+    # values, and e4m3fn's -0 is cleared to +0 first. Halved: the values at half the scale, bit for bit (a power of
+    # two: the same roundings).
+    assert_dequantized(got, word_bytes(words), scales / 2 if halved else scales, fp8_dtype, e4m3fn, e4m3fn)
 
 
 # ---- sm90: the three dequantization paths of kernels/sm90/dequant.cuh, on a Hopper GPU ----

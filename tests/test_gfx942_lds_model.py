@@ -38,9 +38,9 @@ int main() {
   std::printf("\n");
   for (int s = 0; s < flash_mla::kHeadDim * kKeyQuads / 2; ++s) std::printf("%d ", value_slot(s));
   std::printf("\n");
-  for (int w = 0; w < kWaves; ++w)  // the stores of every lane, bytes: 4 into the key rows, 4 into the value columns
+  for (int w = 0; w < kWaves; ++w)  // the stores of every lane, bytes: key row i and value column i, in turn
     for (int l = 0; l < kWaveSize; ++l)
-      for (int i = 0; i < 8; ++i) std::printf("%d ", i < 4 ? StoreBytes::of(w, l).key(i) : StoreBytes::of(w, l).value(i - 4));
+      for (int i = 0; i < 4; ++i) std::printf("%d %d ", StoreBytes::of(w, l).key(i), StoreBytes::of(w, l).value(i));
   std::printf("\n");
   for (int h = 0; h < 2; ++h)  // the reads of every lane, 16-byte slots: QK, then PV, per step
     for (int l = 0; l < kWaveSize; ++l)
@@ -50,11 +50,15 @@ int main() {
 """
 
 
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_model():
-    spec = importlib.util.spec_from_file_location("gfx942_lds_model", MODEL_PATH)
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
-    return model
+    return load_module("gfx942_lds_model", MODEL_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +96,11 @@ def test_lane_addresses_match_the_kernel(kernel_dump):
     stores = []
     for wave in range(m.WAVES):
         pattern = m.patterns(wave, 64)
-        keys, values = pattern["key rows: dequantized stores (b64)"][1], pattern["value columns: dequantized stores (b64)"][1]
+        keys = pattern["key rows: dequantized stores (b64)"][1]
+        values = pattern["value columns: dequantized stores (b64)"][1]
         for lane in range(m.WAVE):
-            stores += [keys[i][lane] for i in range(4)] + [values[j][lane] - m.KEYS_BYTES for j in range(4)]
+            for i in range(4):
+                stores += [keys[i][lane], values[i][lane] - m.KEYS_BYTES]
     assert kernel_dump[4] == stores
     reads = []
     for dim_half in range(2):
@@ -104,6 +110,25 @@ def test_lane_addresses_match_the_kernel(kernel_dump):
             for p in range(m.WAVE_READS):
                 reads += [qk[p][lane] // 16, (pv[p][lane] - m.KEYS_BYTES) // 16]
     assert kernel_dump[5] == reads
+
+
+def test_peak_case_plan_matches_the_planner(tmp_path):
+    """The ISA report predicts the peak case for PEAK_ROWS x PEAK_SPLITS workgroups: the split count the kernels'
+    planner (kernels/gpu/split_kv.h) chooses for it."""
+    report = load_module("gfx942_isa_report", os.path.join(ROOT, ".ci", "gfx942_isa_report.py"))
+    tile = load_model().KEYS_PER_TILE
+    (tmp_path / "plan.cpp").write_text(
+        '#include <cstdio>\n#include "gpu/split_kv.h"\nint main() {\n'
+        f'  std::printf("%d", flash_mla::choose_num_splits({report.PEAK_ROWS}, {report.PEAK_KEYS}, {report.CUS}, {tile}));\n'
+        "}\n"
+    )
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to build the planner for the host")
+    subprocess.run([compiler, "-std=c++17", f"-I{os.path.join(ROOT, 'kernels')}", str(tmp_path / "plan.cpp"),
+                    "-o", str(tmp_path / "plan")], check=True)  # fmt: skip
+    splits = subprocess.run([str(tmp_path / "plan")], check=True, capture_output=True, text=True).stdout
+    assert int(splits) == report.PEAK_SPLITS
 
 
 def test_conflict_arithmetic():

@@ -11,10 +11,10 @@
 // With one block, both waves of a pair add the two partials (a + b == b + a: the same scores) and compute the same
 // softmax. With two, each wave computes the softmax of one of them, its own (local block 0; the other is local block
 // 1), and the pair swap P and the running max through LDS (a third barrier a tile). Each key and value read from LDS
-// feeds every block of the wave: 128 heads a workgroup do twice the MFMAs of 64 for the same loads, dequantization
-// and LDS reads, and the same softmax work a wave.
+// feeds every block of the wave: 128 heads a workgroup do twice the MFMAs of 64 for the same loads, dequantization,
+// key and value reads, and the same softmax work a wave.
 // With transposed products each lane's column is one head: softmax state is per lane, keys run along lanes, and
-// lane group g (lanes 16g..16g+15) holds keys 4g..4g+3, the same keys it dequantizes, so it knows which are valid.
+// lane group g (lanes 16g..16g+15) holds keys 4g..4g+3, the same keys it dequantizes.
 // The key tiles are double-buffered and the global loads of tile t + 1 are in flight during tile t. Two barriers
 // per tile (three with two blocks).
 #pragma once
@@ -47,6 +47,8 @@ constexpr int kColumnBlocks = kWaveDims / 16;             // 16-column output bl
 constexpr float kRescaleThreshold = 8.f;                  // log2 units: unnormalized p stays <= 2^8
 constexpr int kWavePairs = kWaves / 2;                    // the two dim halves of the same heads
 static_assert(kKeysPerTile == 16, "one MFMA key block a tile");
+// Q chunks and output column blocks are all nope or all rope: e4m3fn's factor 2 is folded into the nope ones.
+static_assert(kNopeDim % kChunkElements == 0 && kNopeDim % 16 == 0, "no chunk or column block across nope and rope");
 static_assert(kWaves * kWaveSize * kShareElements * 4 == kKeysPerTile * kHeadDim, "each element dequantized once");
 
 // The heads of a workgroup: kHeads / 16 MFMA blocks, kBlocks on each wave pair.
@@ -57,8 +59,9 @@ struct WorkgroupShape {
   static_assert(kHeads % (16 * kWavePairs) == 0, "whole head blocks on every wave pair");
   // Q^T 32 and O^T 64 registers a block: two blocks and the tile's working set fill a wave's 256 at 2 waves a SIMD.
   static_assert(kBlocks == 1 || kBlocks == 2, "one or two head blocks a wave");
-  // Then per-lane addresses are recomputed where a tile uses them (recompute_from) rather than kept in registers.
-  static constexpr bool kRecomputeAddresses = kBlocks == 2;
+  // Then lane-dependent values (addresses, the lane index) are recomputed where they are used (recompute_from)
+  // rather than kept in registers through the tile loop.
+  static constexpr bool kRecomputeLaneValues = kBlocks == 2;
   static_assert(kHeads == heads_per_workgroup(kHeads), "a shape the launch chooses");
 };
 
@@ -136,12 +139,12 @@ struct KeyShare {
   bool in_extra_cache;   // the tile's keys come from the extra cache (wave-uniform)
 };
 
-// Lane r of each 4-lane quad locates key 4 quad + r of a tile and shares the addresses with its quad (DPP):
-// each key is located once per lane instead of four times. Step 1, a tile ahead of step 2: the key's index
-// (negative: no key).
+// Lane r of each DPP quad (lanes 4m..4m+3) of lane group g locates key 4 g + r of a tile and shares its addresses with
+// the quad: each key is located by 4 lanes of its group instead of all 16. Step 1, a tile ahead of step 2: the key's
+// index (negative: no key).
 template <class Keys>
 __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_position, int end, unsigned lane) {
-  const int position = first_position + 4 * (lane / 16) + lane % 4;  // key 4 quad + lane % 4 of the lane's quad
+  const int position = first_position + 4 * (lane / 16) + lane % 4;  // key 4 g + r
   return position < end ? keys.tile(first_position).fetch(position) : -1;
 }
 
@@ -153,8 +156,9 @@ struct ShareSpot {
   int scale_offset;  // of their scale (wave-uniform: a wave's 64 elements are one scale tile)
 
   template <class Keys>
-  __device__ static ShareSpot of(int wave, int first_element) {
+  __device__ static ShareSpot of(int wave, int lane) {
     static_assert(kScaleTileDim == 64, "a wave's elements share one scale");
+    const int first_element = wave * 64 + lane % 16 * kShareElements;
     const bool nope = wave * 64 < kNopeDim;
     const int nope_offset = Keys::kNopeRowFollowed ? first_element : first_element & ~7;
     return {nope, nope ? nope_offset : 2 * (first_element - kNopeDim), nope ? wave * Keys::kScaleBytes : 0};
@@ -271,15 +275,15 @@ __global__ void __launch_bounds__(kThreads)
   const int wave = wave_index(), lane = lane_index();
   const int lane_row = lane % 16, lane_group = lane / 16;  // MFMA row/column index and k-group of this lane
   const int wave_pair = wave % kWavePairs, dim_half = wave / kWavePairs;
-  auto per_tile = [](int value) { return Shape::kRecomputeAddresses ? recompute_from(value) : value; };
-  // The column of a lane in local head block b: one head. With two blocks a wave's own (local 0) is block dim_half.
-  auto head_of = [&](int b, int lane_row) {
+  auto recomputed = [](int value) { return Shape::kRecomputeLaneValues ? recompute_from(value) : value; };
+  // The head of MFMA column `column` (a lane's lane_row) in local head block b. With two blocks a wave's own
+  // (local 0) is block dim_half.
+  auto head_of = [&](int b, int column) {
     const int block = kBlocks == 1 ? 0 : (b + dim_half) % 2;
-    return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * (wave_pair + kWavePairs * block) + lane_row;
+    return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * (wave_pair + kWavePairs * block) + column;
   };
-  // This lane dequantizes elements [share_element, + 4) of keys 4 * lane_group + i: wave w covers 64 elements.
-  const int share_element = wave * 64 + lane_row * kShareElements;
-  const ShareSpot share_spot = ShareSpot::of<Keys>(wave, share_element);
+  // This lane dequantizes elements [64 wave + 4 lane_row, + 4) of keys 4 * lane_group + i.
+  const ShareSpot share_spot = ShareSpot::of<Keys>(wave, lane);
   const ReadSlots key_slots = qk_read_slots(dim_half, lane), value_slots = pv_read_slots(dim_half, lane);
   // This wave's and its pair's (wave ^ 4: the other dim half of the same heads) entries of the pair exchange.
   const int my_entry = wave * kWaveSize + lane, partner_entry = (wave ^ kWavePairs) * kWaveSize + lane;
@@ -288,7 +292,7 @@ __global__ void __launch_bounds__(kThreads)
   const PositionRange range = split_positions(keys.num_positions(), split, workspace.num_splits, kKeysPerTile);
   const int num_tiles = (range.end - range.begin + kKeysPerTile - 1) / kKeysPerTile;
   auto fetch_tile = [&](int tile) {
-    return fetch_key_index(keys, range.begin + tile * kKeysPerTile, range.end, per_tile(lane));
+    return fetch_key_index(keys, range.begin + tile * kKeysPerTile, range.end, recomputed(lane));
   };
   auto load_tile = [&](int tile, int32_t index) {
     return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_spot, lane);
@@ -304,7 +308,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int p = 0; p < kWaveReads; ++p) {
       const int c = dim_half * 32 + 4 * p + lane_group;
-      const u32x4 w = head < shape.num_heads ? load_unaligned<u32x4>(q_row + kChunkElements * c) : u32x4{0, 0, 0, 0};
+      u32x4 w = head < shape.num_heads ? load_unaligned<u32x4>(q_row + kChunkElements * c) : u32x4{0, 0, 0, 0};
+      if (Keys::kE4m3fnHalved && c * kChunkElements < kNopeDim) w = doubled_bf16x8(w);  // the keys' factor 2
       q[b][2 * p] = low_bf16x4(w);
       q[b][2 * p + 1] = high_bf16x4(w);
     }
@@ -349,7 +354,7 @@ __global__ void __launch_bounds__(kThreads)
     exchange.partial_scores[my_entry] = s[kBlocks - 1];  // the block the pair adds it to: block 0 of wave ^ 4
     const uint64_t tile_valid_lanes = valid_lanes;
     if (tile + 1 < num_tiles) {
-      const StoreBytes at = {per_tile(store_at.key_base), per_tile(store_at.value_base)};
+      const StoreBytes at = {recomputed(store_at.key_base), recomputed(store_at.value_base)};
       store_key_share(keys, tiles[1 - kBuffer], next, at, lane, share_spot.nope);
       valid_lanes = next.valid_lanes;
       if (tile + 2 < num_tiles) {
@@ -424,7 +429,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   const bool final_output = workspace.num_splits == 1;
-  const int end_lane = per_tile(lane);  // nothing lane-dependent of the epilogue kept through the loop
+  const int end_lane = recomputed(lane);  // nothing lane-dependent of the epilogue kept through the loop
   // The row sums: over the 4 lane groups (all lanes take part before any lane leaves), block 1's from the pair.
   float row_sum[kBlocks];
   row_sum[0] = own_sums[0] + own_sums[1];
@@ -447,7 +452,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int n = 0; n < kColumnBlocks; ++n) {
       const int v = 16 * (dim_half * kColumnBlocks + n) + 4 * (end_lane / 16);  // element e is column v + e
-      const floatx4 values = o[b][n] * end.scale;
+      // The values' factor 2 on the nope columns (a column block is all nope or all rope).
+      const bool doubled = Keys::kE4m3fnHalved && 16 * (dim_half * kColumnBlocks + n) < kNopeDim;
+      const floatx4 values = o[b][n] * (doubled ? 2.f * end.scale : end.scale);
       if (final_output) {
         store_unaligned(outputs.out + out_row * kHeadDim + v,
                         u32x2{pack_bf16x2(values[0], values[1]), pack_bf16x2(values[2], values[3])});

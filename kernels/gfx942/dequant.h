@@ -17,16 +17,18 @@
 namespace flash_mla::gfx942 {
 
 // 0x80 bytes -> 0x00, every other byte unchanged. Byte-wise without carries between bytes: a byte's 7 magnitude
-// bits plus 0x7F reach bit 7 exactly when they are not all zero (at most 0xFE), and only then is the sign kept.
+// bits plus 0x7F reach bit 7 exactly when they are not all zero (at most 0xFE), and only then is the sign kept; the
+// low 7 bits of (bytes & that sum) are within the magnitudes, so one v_and_or_b32 ends it (3 VALU a word).
 __device__ __forceinline__ uint32_t clear_negative_zeros(uint32_t bytes) {
   const uint32_t magnitudes = bytes & 0x7F7F7F7Fu;
-  const uint32_t nonzero = (magnitudes + 0x7F7F7F7Fu) & 0x80808080u;
-  return magnitudes | (bytes & nonzero);
+  return and_or(bytes, magnitudes + 0x7F7F7F7Fu, magnitudes);
 }
 
 // 4 fp8 values times scale -> 4 bf16 patterns (2 words, element 2i in the low half of word i). With
-// kPowerOfTwoScale the products are exact in bf16 and the high halves are taken; otherwise they are rounded.
-template <Fp8Format kFormat, bool kPowerOfTwoScale>
+// kPowerOfTwoScale the products are exact in bf16 and the high halves are taken; otherwise they are rounded. With
+// kE4m3fnHalved, e4m3fn values come out at half their value (the e4m3fnuz value of the same bits, -0 cleared): the
+// caller folds the factor 2 into its other operands (a power of two: the same roundings, halved).
+template <Fp8Format kFormat, bool kPowerOfTwoScale, bool kE4m3fnHalved = false>
 __device__ __forceinline__ u32x2 dequant_fp8x4_to_bf16(uint32_t bytes, float scale) {
   constexpr bool kFn = kFormat == Fp8Format::kE4M3FN;
   if constexpr (kFn) bytes = clear_negative_zeros(bytes);
@@ -34,7 +36,8 @@ __device__ __forceinline__ u32x2 dequant_fp8x4_to_bf16(uint32_t bytes, float sca
   // of fp32 so that the doubling and the scaling are packed instructions (v_pk_add/mul_f32).
   floatx2 low = as_floatx2(__builtin_amdgcn_cvt_pk_f32_fp8(int(bytes), false));
   floatx2 high = as_floatx2(__builtin_amdgcn_cvt_pk_f32_fp8(int(bytes), true));
-  if constexpr (kFn) {  // doubling first keeps the product exact where doubling the scale would overflow
+  // e4m3fn's factor 2, before the scale: doubling the scale instead could overflow where the product does not.
+  if constexpr (kFn && !kE4m3fnHalved) {
     low += low;
     high += high;
   }

@@ -71,10 +71,15 @@ struct SparseKeys {
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
 
+  // Every key e4m3fn: dequantized at half its value, the factor 2 folded into Q and the output (kE4m3fnHalved).
+  static constexpr bool kE4m3fnHalved = kMainFormat == Fp8Format::kE4M3FN && kExtraFormat == Fp8Format::kE4M3FN;
+
   // e8m0 scales are powers of two: the products are exact in bf16.
   template <class F>
   __device__ void with_dequant(bool in_extra_cache, F&& f) const {
-    auto main = [](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kMainFormat, true>(bytes, scale); };
+    auto main = [](uint32_t bytes, float scale) {
+      return dequant_fp8x4_to_bf16<kMainFormat, true, kE4m3fnHalved>(bytes, scale);
+    };
     if constexpr (kMainFormat == kExtraFormat) {
       f(main);
     } else if (in_extra_cache) {
@@ -109,15 +114,17 @@ struct CsrKeys {
 
   __device__ const CsrKeys& tile(int) const { return *this; }
 
-  static constexpr int kScaleBytes = 4;  // fp32
+  static constexpr int kScaleBytes = 4;            // fp32
   static constexpr bool kNopeRowFollowed = false;  // the last token's nope row may end the nope tensor
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 
+  static constexpr bool kE4m3fnHalved = kFormat == Fp8Format::kE4M3FN;  // as SparseKeys'
+
   // Any fp32 scale: the products are rounded to bf16.
   template <class F>
   __device__ void with_dequant(bool, F&& f) const {
-    f([](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kFormat, false>(bytes, scale); });
+    f([](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kFormat, false, kE4m3fnHalved>(bytes, scale); });
   }
 };
 

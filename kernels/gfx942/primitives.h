@@ -153,6 +153,17 @@ __device__ __forceinline__ int recompute_from(int value) {
   return value;
 }
 
+// (a & b) | c in one v_and_or_b32, where the compiler folds it into two instructions and a third.
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  uint32_t result;
+  asm("v_and_or_b32 %0, %1, %2, %3" : "=v"(result) : "v"(a), "v"(b), "v"(c));
+  return result;
+#else
+  return (a & b) | c;
+#endif
+}
+
 // v_perm_b32: byte i of the result is byte selector[i] of {high, low} (0-3: low's bytes, 4-7: high's).
 __device__ __forceinline__ uint32_t select_bytes(uint32_t high, uint32_t low, uint32_t selector) {
   return __builtin_amdgcn_perm(high, low, selector);
@@ -171,6 +182,18 @@ __device__ __forceinline__ uint32_t high_halves(float lo, float hi) {
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const uint32_t a = __builtin_bit_cast(uint32_t, lo), b = __builtin_bit_cast(uint32_t, hi);
   return pack_high_halves(a + 0x7FFFu + ((a >> 16) & 1u), b + 0x7FFFu + ((b >> 16) & 1u));
+}
+
+// 8 bf16 patterns times 2, exactly (an infinity past the largest bf16).
+__device__ __forceinline__ u32x4 doubled_bf16x8(u32x4 w) {
+  u32x4 out;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float lo = 2.f * __builtin_bit_cast(float, w[i] << 16),
+                hi = 2.f * __builtin_bit_cast(float, w[i] & 0xFFFF0000u);
+    out[i] = high_halves(lo, hi);
+  }
+  return out;
 }
 
 // Round-to-nearest, ties away from zero, fp32 -> bf16 pair for finite values: one add a value where

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 #include "../dequant.h"
 #include "../primitives.h"
 
@@ -35,10 +37,10 @@ __global__ void shuffles_kernel(const int32_t* values, int32_t* out) {
 }
 
 // Word i: 4 fp8 bytes times scales[i] -> 4 bf16 patterns (dequant_fp8x4_to_bf16); the lanes stride over the words.
-template <Fp8Format kFormat, bool kPowerOfTwoScale>
+template <Fp8Format kFormat, bool kPowerOfTwoScale, bool kE4m3fnHalved>
 __global__ void dequant_kernel(const int32_t* words, const float* scales, int64_t count, u32x2* out) {
   for (int64_t i = lane_index(); i < count; i += kWaveSize)
-    out[i] = dequant_fp8x4_to_bf16<kFormat, kPowerOfTwoScale>(uint32_t(words[i]), scales[i]);
+    out[i] = dequant_fp8x4_to_bf16<kFormat, kPowerOfTwoScale, kE4m3fnHalved>(uint32_t(words[i]), scales[i]);
 }
 
 // Pair i of values -> two bf16 patterns: by pack_bf16x2 into out[i], by pack_bf16x2_ties_away into out[pairs + i].
@@ -74,23 +76,33 @@ at::Tensor shuffles(const at::Tensor& values) {
 }
 
 // words [n] int32, scales [n] float32 -> [n, 4] int16: the bf16 bit patterns of the 4 values, byte j of word i in
-// column j.
-at::Tensor dequant_fp8x4(const at::Tensor& words, const at::Tensor& scales, bool e4m3fn, bool power_of_two_scale) {
+// column j. e4m3fn_halved: e4m3fn values at half their value (dequant_fp8x4_to_bf16's kE4m3fnHalved).
+at::Tensor dequant_fp8x4(const at::Tensor& words, const at::Tensor& scales, bool e4m3fn, bool power_of_two_scale,
+                         bool e4m3fn_halved) {
   TORCH_CHECK(words.scalar_type() == at::kInt && words.is_contiguous() && words.dim() == 1,
               "words must be a contiguous [n] int32 tensor");
   TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && scales.sizes() == words.sizes(),
               "scales must be a contiguous float32 tensor of words' shape");
+  TORCH_CHECK(e4m3fn || !e4m3fn_halved, "e4m3fn_halved is for e4m3fn bytes");
   at::Tensor out = at::empty({words.size(0), 4}, words.options().dtype(at::kShort));
   auto launch = [&](auto kernel) {
     hipLaunchKernelGGL(kernel, dim3(1), dim3(kWaveSize), 0, nullptr, words.data_ptr<int32_t>(),
                        scales.data_ptr<float>(), words.size(0), reinterpret_cast<u32x2*>(out.data_ptr()));
   };
-  if (e4m3fn) {
-    power_of_two_scale ? launch(dequant_kernel<Fp8Format::kE4M3FN, true>)
-                       : launch(dequant_kernel<Fp8Format::kE4M3FN, false>);
+  auto launch_power_of_two = [&](auto format, auto halved) {
+    constexpr Fp8Format kFormat = decltype(format)::value;
+    constexpr bool kHalved = decltype(halved)::value;
+    power_of_two_scale ? launch(dequant_kernel<kFormat, true, kHalved>)
+                       : launch(dequant_kernel<kFormat, false, kHalved>);
+  };
+  using Fn = std::integral_constant<Fp8Format, Fp8Format::kE4M3FN>;
+  using Fnuz = std::integral_constant<Fp8Format, Fp8Format::kE4M3FNUZ>;
+  if (!e4m3fn) {
+    launch_power_of_two(Fnuz(), std::false_type());
+  } else if (e4m3fn_halved) {
+    launch_power_of_two(Fn(), std::true_type());
   } else {
-    power_of_two_scale ? launch(dequant_kernel<Fp8Format::kE4M3FNUZ, true>)
-                       : launch(dequant_kernel<Fp8Format::kE4M3FNUZ, false>);
+    launch_power_of_two(Fn(), std::false_type());
   }
   return out;
 }
@@ -113,7 +125,8 @@ at::Tensor pack_bf16(const at::Tensor& values) {
 TORCH_LIBRARY_FRAGMENT(flash_mla_gfx942_emulated, m) {
   m.def("mfma_16x16x16_bf16_lanes(Tensor a, Tensor b, Tensor c) -> Tensor");
   m.def("lane_shuffles(Tensor values) -> Tensor");
-  m.def("dequant_fp8x4(Tensor words, Tensor scales, bool e4m3fn, bool power_of_two_scale) -> Tensor");
+  m.def(
+      "dequant_fp8x4(Tensor words, Tensor scales, bool e4m3fn, bool power_of_two_scale, bool e4m3fn_halved) -> Tensor");
   m.def("pack_bf16(Tensor values) -> Tensor");
 }
 
