@@ -59,12 +59,14 @@ def test_custom_sm_scale(device):
 @pytest.mark.parametrize("heads", [16, 128])
 def test_rising_scores(device, heads):
     """Keys in rising score order, a peaked softmax: the running max moves again and again, so the kernels' lazy
-    rescale of the accumulators (skipped while a tile's max stays within 2^8 of it) runs many times. Every head has
-    the same query, so every head rescales. The empty rows keep the planned keys per row (T / B) under one tile, so
-    no row is split: each runs its whole rising range in one CTA/workgroup."""
+    rescale of the accumulators (skipped while a tile's max stays within 2^8 of it) runs many times. Every head's
+    query is the first head's times its own factor in [1, 2): the same key order, so every head rescales, with maxima
+    and weights of its own (a head taking another's fails). The empty rows keep the planned keys per row (T / B)
+    under one tile, so no row is split: each runs its whole rising range in one CTA/workgroup."""
     sm_scale = 8 * HEAD_DIM**-0.5
     case = make_decode_case([400, 160] + [0] * 60, heads, device=device)
-    case["q"] = case["q"][:, :1].expand_as(case["q"]).contiguous()
+    factors = 1 + torch.arange(heads, device=device) / heads
+    case["q"] = (case["q"][:, :1].float() * factors[None, :, None]).bfloat16()
     keys = quant.dequantize_kv_split(case["kv_nope_fp8"], case["kv_rope"], case["kv_scales"]).double()
     bounds = case["kv_indptr"].tolist()
     order = torch.arange(keys.shape[0], device=device)

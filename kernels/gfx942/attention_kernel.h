@@ -68,7 +68,7 @@ struct WorkgroupShape {
 // One key tile in LDS, 32 KiB; the workgroup holds two.
 struct SharedTiles {
   // Key rows, 64 chunks of 8 bf16 each; chunk c of key r sits at r * 64 + (c ^ r % 8), so the 8 rows one read
-  // phase touches at a chunk cover all banks. After QK this space holds the partial-score exchange (score_partials).
+  // phase touches at a chunk cover all banks. After QK this space holds the wave pairs' exchange (PairExchange).
   u32x4 keys[kKeysPerTile * kChunksPerRow];
   // Value columns: the bf16 of keys 4g..4g+3 at column v in one 8-byte word (value_word), so that a PV read of
   // 16 bytes per lane, lanes in order, covers 1 KiB (its 16-byte slots permuted within groups of 8: value_slot).
@@ -172,7 +172,7 @@ static_assert(kNopeDim + 8 <= sizeof(kSkippedKeyBytes) && 2 * (kHeadDim - kNopeD
               "a lane's offsets stay inside the skipped key's bytes");
 
 // Step 2: the lane's share of the quad's keys. Every lane issues the same loads, without branches, so nothing
-// waits for them here: 8 aligned bytes of each key and the scale of the key it located (a rope lane's is not used;
+// waits for them here: 8 bytes of each key (ShareSpot) and the scale of the key it located (a rope lane's is not used;
 // the quad shares the scales when it dequantizes). A skipped key reads kSkippedKeyBytes instead.
 template <class Keys>
 __device__ __forceinline__ KeyShare load_key_share(const Keys& keys, int first_position, int32_t index,
@@ -406,7 +406,8 @@ __global__ void __launch_bounds__(kThreads)
       const float partner_max = __builtin_bit_cast(float, received[2]);
       if (wave_any(partner_max != row_max[1])) {  // the pair moved it: O of block 1 follows
         isa_rare_path();
-        const float factor = fast_exp2(row_max[1] - partner_max);  // 0 from -inf: O is still zero then
+        // 0 from -inf (O is still zero then); 1 where this head's max did not move (both -inf: not NaN).
+        const float factor = partner_max == row_max[1] ? 1.f : fast_exp2(row_max[1] - partner_max);
 #pragma unroll
         for (int n = 0; n < kColumnBlocks; ++n) o[1][n] *= factor;
         row_max[1] = partner_max;
