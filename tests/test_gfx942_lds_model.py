@@ -61,16 +61,22 @@ def load_model():
     return load_module("gfx942_lds_model", MODEL_PATH)
 
 
-@pytest.fixture(scope="module")
-def kernel_dump(tmp_path_factory):
+def build_and_run(work, source, why):
+    """Compiles `source` for the host with the kernels' headers on the include path (the emulation's HIP first) and
+    runs it: its standard output."""
     compiler = shutil.which("g++") or shutil.which("c++")
     if compiler is None:
-        pytest.skip("no C++ compiler to build the kernel header for the host")
-    work = tmp_path_factory.mktemp("lds_model")
-    (work / "dump.cpp").write_text(DUMP)
-    include = [f"-I{os.path.join(ROOT, 'kernels', 'gfx942', 'emulation', 'include')}", f"-I{os.path.join(ROOT, 'kernels')}"]
-    subprocess.run([compiler, "-std=c++17", *include, str(work / "dump.cpp"), "-o", str(work / "dump")], check=True)
-    lines = subprocess.run([str(work / "dump")], check=True, capture_output=True, text=True).stdout.splitlines()
+        pytest.skip(f"no C++ compiler to build {why} for the host")
+    (work / "main.cpp").write_text(source)
+    include = [f"-I{os.path.join(ROOT, 'kernels', 'gfx942', 'emulation', 'include')}",
+               f"-I{os.path.join(ROOT, 'kernels')}"]
+    subprocess.run([compiler, "-std=c++17", *include, str(work / "main.cpp"), "-o", str(work / "main")], check=True)
+    return subprocess.run([str(work / "main")], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def kernel_dump(tmp_path_factory):
+    lines = build_and_run(tmp_path_factory.mktemp("lds_model"), DUMP, "the kernel header").splitlines()
     return [[int(x) for x in line.split()] for line in lines]
 
 
@@ -117,17 +123,13 @@ def test_peak_case_plan_matches_the_planner(tmp_path):
     planner (kernels/gpu/split_kv.h) chooses for it."""
     report = load_module("gfx942_isa_report", os.path.join(ROOT, ".ci", "gfx942_isa_report.py"))
     tile = load_model().KEYS_PER_TILE
-    (tmp_path / "plan.cpp").write_text(
+    plan = (
         '#include <cstdio>\n#include "gpu/split_kv.h"\nint main() {\n'
-        f'  std::printf("%d", flash_mla::choose_num_splits({report.PEAK_ROWS}, {report.PEAK_KEYS}, {report.CUS}, {tile}));\n'
+        f'  std::printf("%d", flash_mla::choose_num_splits({report.PEAK_ROWS}, {report.PEAK_KEYS}, {report.CUS}, '
+        f"{tile}));\n"
         "}\n"
     )
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler to build the planner for the host")
-    subprocess.run([compiler, "-std=c++17", f"-I{os.path.join(ROOT, 'kernels')}", str(tmp_path / "plan.cpp"),
-                    "-o", str(tmp_path / "plan")], check=True)  # fmt: skip
-    splits = subprocess.run([str(tmp_path / "plan")], check=True, capture_output=True, text=True).stdout
+    splits = build_and_run(tmp_path, plan, "the planner")
     assert int(splits) == report.PEAK_SPLITS
 
 

@@ -148,7 +148,10 @@ __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_p
   return position < end ? keys.tile(first_position).fetch(position) : -1;
 }
 
-// Where a lane's elements [first_element, + 4) lie in each key's bytes.
+// The first of the 4 elements of each key a lane dequantizes: wave w covers elements 64 w .. + 64.
+constexpr int share_first_element(int wave, int lane) { return wave * 64 + lane % 16 * kShareElements; }
+
+// Where a lane's elements [share_first_element, + 4) lie in each key's bytes.
 struct ShareSpot {
   bool nope;         // in the nope part, else in the rope part (wave-uniform)
   int part_offset;   // of 8 bytes holding them in that part: a nope lane's 4 bytes first where Keys allow reading 4
@@ -158,7 +161,7 @@ struct ShareSpot {
   template <class Keys>
   __device__ static ShareSpot of(int wave, int lane) {
     static_assert(kScaleTileDim == 64, "a wave's elements share one scale");
-    const int first_element = wave * 64 + lane % 16 * kShareElements;
+    const int first_element = share_first_element(wave, lane);
     const bool nope = wave * 64 < kNopeDim;
     const int nope_offset = Keys::kNopeRowFollowed ? first_element : first_element & ~7;
     return {nope, nope ? nope_offset : 2 * (first_element - kNopeDim), nope ? wave * Keys::kScaleBytes : 0};
@@ -215,7 +218,7 @@ struct StoreBytes {
   int value_base;  // element first_element + 0
 
   static constexpr StoreBytes of(int wave, int lane) {
-    const int quad = lane / 16, first_element = wave * 64 + lane % 16 * kShareElements;
+    const int quad = lane / 16, first_element = share_first_element(wave, lane);
     return {16 * key_chunk_slot(4 * quad, first_element / kChunkElements) + 8 * (lane % 2),
             8 * value_word(first_element, quad)};
   }
@@ -225,7 +228,7 @@ struct StoreBytes {
 constexpr bool store_bytes_are_xors() {
   for (int wave = 0; wave < kWaves; ++wave)
     for (int lane = 0; lane < kWaveSize; ++lane) {
-      const int quad = lane / 16, first_element = wave * 64 + lane % 16 * kShareElements;
+      const int quad = lane / 16, first_element = share_first_element(wave, lane);
       const StoreBytes bytes = StoreBytes::of(wave, lane);
       for (int i = 0; i < 4; ++i)
         if (bytes.key(i) != 16 * key_chunk_slot(4 * quad + i, first_element / kChunkElements) + 8 * (lane % 2) ||
