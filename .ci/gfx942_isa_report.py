@@ -2,20 +2,23 @@
 
 Reads the assembly clang emits for each kernels/gfx942/*.hip source (device-only, gfx942) and prints, per kernel:
 registers, LDS, scratch, the waves per SIMD they allow; for the attention kernels the instruction mix of one key
-tile (the hot loop: the backward-branch loop with the most MFMAs, minus the paths the kernel marks rare
-(isa_rare_path() in primitives.h)), the LDS traffic of a tile with its bank conflicts (.ci/gfx942_lds_model.py,
-from the addresses the kernel uses) and the cost model below. Exits non-zero when a kernel uses scratch, spills,
-calls a function, an attention kernel has no bf16 MFMA in its hot loop or exceeds its register/LDS budget, the LDS
-model's bytes differ from the compiled hot loop's, or a target below is missed.
+tile (the hot loop: of the innermost loops of the control-flow graph, the one with the most MFMAs, minus the blocks
+the kernel marks rare (isa_rare_path() in primitives.h) and the blocks they dominate), the LDS traffic of a tile
+with its bank conflicts (.ci/gfx942_lds_model.py, from the addresses the kernel uses) and the cost model below.
+Exits non-zero when a kernel uses scratch, spills, calls a function, an attention kernel has no bf16 MFMA in its
+hot loop or exceeds its register/LDS budget, the LDS model's bytes differ from the compiled hot loop's, or a target
+below is missed.
 
-Cost model of one key tile (MI300X: 304 CUs of 4 SIMDs at 2.1 GHz; a workgroup of 8 waves alone on a CU, 2 waves
-a SIMD). Per SIMD: v_mfma_f32_16x16x16_bf16 = 16 cycles (1307 TFLOP/s / 1216 SIMDs / 2.1 GHz = 512 FLOP a clock,
-8192 FLOP an MFMA); a VALU instruction 4 cycles (16 lanes a clock), a transcendental 16; an LDS instruction 4 issue
-cycles. Per CU: LDS bandwidth 128 bytes a clock, times each access pattern's bank-conflict factor. Bounds of a tile:
-overlap = max(MFMA, VALU + LDS issue, LDS bandwidth) if the two waves of a SIMD hid each other's work perfectly;
-sum = max(MFMA + VALU + LDS issue, LDS bandwidth) if a SIMD's MFMA and VALU never overlapped. The prediction uses
-the sum bound, for long rows with every CU busy. Not modelled: memory latency (a tile's keys are loaded one tile
-ahead), barrier skew, clocks under load, the last wave of workgroups.
+Cost model of one key tile (MI300X: 304 CUs of 4 SIMDs at 2.1 GHz; an attention workgroup alone on a CU: 8 waves,
+2 a SIMD, at 128 heads; 4 waves, 1 a SIMD, at 64). Per SIMD: v_mfma_f32_16x16x16_bf16 = 16 cycles (1307 TFLOP/s /
+1216 SIMDs / 2.1 GHz = 512 FLOP a clock, 8192 FLOP an MFMA); a VALU instruction 4 cycles (16 lanes a clock), a
+transcendental 16; an LDS instruction 4 issue cycles. Per CU: LDS bandwidth 128 bytes a clock, times each access
+pattern's bank-conflict factor. Bounds of a tile: overlap = max(MFMA, VALU + LDS issue, LDS bandwidth) if a SIMD's
+MFMAs ran under its other work perfectly; sum = max(MFMA + VALU + LDS issue, LDS bandwidth) if they never
+overlapped. The prediction uses the sum bound, for long rows with every CU busy. Not modelled: memory latency (a
+tile's keys are loaded one tile ahead; at 64 heads no second wave on the SIMD hides it), barrier skew, clocks under
+load, the last wave of workgroups. Both paths of a wave-uniform branch in the loop are counted (the rope wave's and
+the nope waves' stores, for one).
 
 Each attention kernel exists for 64 heads a workgroup (h_q <= 64) and for 128 (h_q > 64); the report names the
 shape. Targets: the peak case (h_q 128, b 148, s_q 2, top-k 16384: the sparse 128-head kernels, 296 workgroups on
@@ -34,10 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gfx942_lds_model  # noqa: E402
 
 KEYS_PER_TILE = 16
-MFMA_PER_HEAD_BLOCK = 32  # per wave and tile: 16 keys x 16 heads x 256 dims, QK and PV, 16x16x16 each
-WAVES_PER_WORKGROUP = 8
-WAVE_PAIRS = 4  # head blocks of a workgroup = 4 x the blocks of a wave
-DESIGNED_WAVES_PER_SIMD = 2  # attention: 8 waves a workgroup, one workgroup per CU (two 32 KiB key tiles in LDS)
+# An attention workgroup (WorkgroupShape, gfx942_lds_model.Shape) is alone on a CU (its two 32 KiB key tiles fill
+# the LDS): 8 waves at 128 heads, 2 a SIMD; 4 at 64 heads, 1 a SIMD. Each wave does 64 MFMAs a tile in both.
 MFMA = "v_mfma_f32_16x16x16_bf16"
 MFMA_FLOP = 8192
 CLOCK_HZ = 2.1e9
@@ -58,7 +59,11 @@ PEAK_TARGET_TFLOPS = 460
 MATRIX_BOUND_REACHED = [
     "attention<Sparse, e4m3fn, 128 heads>",
     "attention<Sparse, e4m3fnuz, 128 heads>",
+    "attention<Csr, e4m3fn, 128 heads>",
     "attention<Csr, e4m3fnuz, 128 heads>",
+    "attention<Sparse, e4m3fn, 64 heads>",
+    "attention<Sparse, e4m3fnuz, 64 heads>",
+    "attention<Csr, e4m3fnuz, 64 heads>",
 ]
 TRANSCENDENTAL = re.compile(r"^v_(exp|log|rcp|rsq|sqrt|sin|cos)_")
 RARE_MARK = "; flash_mla isa: rare path"
@@ -81,54 +86,107 @@ def metadata_of(asm):
     return {k[".symbol"].removesuffix(".kd"): k for k in yaml.safe_load(doc)["amdhsa.kernels"]}
 
 
-def rare_lines(lines):
-    """Indices of lines in marked rare paths: from the conditional branch that skips a marked block to the label
-    it skips to (the marker is an asm comment the compiler may move within the block, never out of it)."""
-    rare = set()
-    for i, line in enumerate(lines):
-        if line.strip() != RARE_MARK:
-            continue
-        branch = next(j for j in range(i, -1, -1) if re.match(r"^\s*s_cbranch_\w+\s+\.LBB", lines[j]))
-        target = re.search(r"(\.LBB\w+)", lines[branch]).group(1)
-        end = next(j for j in range(branch, len(lines)) if lines[j].startswith(target + ":"))
-        rare.update(range(branch + 1, end))
-    return rare
+LABEL = re.compile(r"^(\.LBB\w+):")
+BRANCH = re.compile(r"^\s*(s_cbranch_\w+|s_branch)\s+(\.LBB\w+)")
 
 
-def instructions(lines):
-    """(mnemonic, line) for each instruction outside marked rare paths; labels, directives and comments dropped."""
-    rare = rare_lines(lines)
-    out = []
+def is_instruction(line):
+    text = line.strip()
+    return bool(text) and not text.startswith((";", ".")) and not re.match(r"^[\w.$%]+:", text)
+
+
+def basic_blocks(lines):
+    """[(start, end)] line ranges of the basic blocks: a block starts at a label or after a branch."""
+    starts = {0}
     for i, line in enumerate(lines):
-        text = line.strip()
-        if i in rare or not text or text.startswith((";", ".")) or re.match(r"^[\w.$%]+:", text):
-            continue
-        out.append((text.split()[0], text))
-    return out
+        if LABEL.match(line):
+            starts.add(i)
+        if BRANCH.match(line) or line.strip().startswith("s_endpgm"):
+            starts.add(i + 1)
+    starts = sorted(start for start in starts if start < len(lines))
+    return list(zip(starts, starts[1:] + [len(lines)]))
+
+
+def control_flow(lines, blocks):
+    """Successors of each block (by index)."""
+    at_label = {LABEL.match(lines[start]).group(1): k
+                for k, (start, _) in enumerate(blocks) if LABEL.match(lines[start])}  # fmt: skip
+    successors = []
+    for k, (start, end) in enumerate(blocks):
+        body = [line for line in lines[start:end] if is_instruction(line)]
+        last = body[-1] if body else ""
+        branch = BRANCH.match(last)
+        out = {at_label[branch.group(2)]} if branch else set()
+        falls_through = not (branch and branch.group(1) == "s_branch") and not last.strip().startswith("s_endpgm")
+        if falls_through and k + 1 < len(blocks):
+            out.add(k + 1)
+        successors.append(out)
+    return successors
+
+
+def dominators(successors):
+    """dominators[b]: the blocks every path from the entry to b passes (b included)."""
+    n = len(successors)
+    predecessors = [set() for _ in range(n)]
+    for a, outs in enumerate(successors):
+        for b in outs:
+            predecessors[b].add(a)
+    result = [set(range(n)) for _ in range(n)]
+    result[0] = {0}
+    changed = True
+    while changed:
+        changed = False
+        for b in range(1, n):
+            new = set.intersection(*(result[p] for p in predecessors[b])) if predecessors[b] else set()
+            new |= {b}
+            if new != result[b]:
+                result[b], changed = new, True
+    return result, predecessors
 
 
 def hot_loop(lines):
-    """Lines of the backward-branch loop with the most MFMAs (the key-tile loop), or None."""
-    labels = {}
-    for i, line in enumerate(lines):
-        m = re.match(r"^(\.LBB\w+):", line)
-        if m:
-            labels[m.group(1)] = i
-    best = None
-    for i, line in enumerate(lines):
-        m = re.match(r"^\s*s_(?:cbranch_\w+|branch)\s+(\.LBB\S+)", line)
-        if m and m.group(1) in labels and labels[m.group(1)] < i:
-            body = lines[labels[m.group(1)] : i + 1]
-            count = sum(MFMA in l for l in body)
-            if best is None or count > best[0]:
-                best = (count, body)
-    return best[1] if best else None
+    """The key-tile loop: of the innermost natural loops (no other loop inside), the one with the most MFMAs, as a
+    sorted list of line indices of its instructions outside the paths the kernel marks rare (blocks a block holding
+    the isa_rare_path() mark dominates); None without a loop. Blocks, not line ranges: the compiler may lay a loop's
+    blocks out anywhere."""
+    blocks = basic_blocks(lines)
+    successors = control_flow(lines, blocks)
+    dominating, predecessors = dominators(successors)
+    loops = {}
+    for tail, outs in enumerate(successors):
+        for head in outs:
+            if head in dominating[tail]:  # a back edge
+                body, stack = {head}, [tail]
+                while stack:
+                    block = stack.pop()
+                    if block not in body:
+                        body.add(block)
+                        stack.extend(predecessors[block])
+                loops.setdefault(head, set()).update(body)
+    innermost = [body for head, body in loops.items()
+                 if not any(other != head and other in body for other in loops)]  # fmt: skip
+
+    def mfmas(body):
+        return sum(MFMA in lines[i] for k in body for i in range(*blocks[k]))
+
+    if not innermost:
+        return None
+    body = max(innermost, key=mfmas)
+    marked = [k for k in body if any(lines[i].strip() == RARE_MARK for i in range(*blocks[k]))]
+    hot = [k for k in body if not any(m in dominating[k] for m in marked)]
+    return sorted(i for k in hot for i in range(*blocks[k]) if is_instruction(lines[i]))
 
 
-def mix(lines):
+def instructions(lines, indices=None):
+    """(mnemonic, line) of the instructions at `indices` (default: all of `lines`)."""
+    chosen = range(len(lines)) if indices is None else indices
+    return [(lines[i].strip().split()[0], lines[i].strip()) for i in chosen if is_instruction(lines[i])]
+
+
+def mix(lines, indices):
     counts = {"mfma": 0, "valu": 0, "valu_cycles": 0, "transcendental": 0, "lds": 0, "lds_bytes": 0, "vmem": 0,
               "salu": 0, "barrier": 0}  # fmt: skip
-    for mnemonic, _ in instructions(lines):
+    for mnemonic, _ in instructions(lines, indices):
         if mnemonic.startswith("v_mfma"):
             counts["mfma"] += 1
         elif mnemonic.startswith("v_"):
@@ -151,9 +209,9 @@ def mix(lines):
     return counts
 
 
-def tile_model(loop, lds_clocks):
-    """The cost model of one key tile (see the module docstring): per SIMD and per CU cycles, bounds, prediction."""
-    waves = DESIGNED_WAVES_PER_SIMD
+def tile_model(loop, lds_clocks, waves):
+    """The cost model of one key tile (see the module docstring) for `waves` waves a SIMD: per SIMD and per CU
+    cycles, bounds, prediction."""
     model = {"mfma": waves * 16 * loop["mfma"], "valu": waves * loop["valu_cycles"], "lds_issue": waves * 4 * loop["lds"],
              "lds_bandwidth": lds_clocks}  # fmt: skip
     other = model["valu"] + model["lds_issue"]
@@ -199,30 +257,31 @@ def main(paths):
                 failures.append(f"{name}: calls a function")
             if "attention_kernel" in symbol:
                 loop = hot_loop(lines)
-                if loop is None or mix(loop)["mfma"] == 0:
+                if loop is None or mix(lines, loop)["mfma"] == 0:
                     failures.append(f"{name}: no {MFMA} in a loop")
                     continue
-                if waves < DESIGNED_WAVES_PER_SIMD or m[".group_segment_fixed_size"] > 65536:
-                    failures.append(f"{name}: over its register/LDS budget")
                 heads = workgroup_heads(symbol)
-                counts = mix(loop)
-                mfma_per_tile = MFMA_PER_HEAD_BLOCK * heads // 16 // WAVE_PAIRS
-                trips = max(counts["mfma"] // mfma_per_tile, 1)  # tiles a loop trip runs (the kernel unrolls by 2)
+                shape = gfx942_lds_model.Shape(heads)
+                if waves < shape.waves // SIMDS_PER_CU or m[".group_segment_fixed_size"] > 65536:
+                    failures.append(f"{name}: over its register/LDS budget")
+                counts = mix(lines, loop)
+                trips = max(counts["mfma"] // shape.mfma_per_wave_tile, 1)  # tiles a loop trip runs
                 loops.append((name, heads, {k: v / trips for k, v in counts.items()}))
     traffic = {heads: gfx942_lds_model.tile_traffic(heads) for heads in MATRIX_BOUND_MARGIN}
     lds_bytes = {heads: sum(b for _, b, _, _ in t.values()) for heads, t in traffic.items()}
     lds_clocks = {heads: sum(c for _, _, c, _ in t.values()) for heads, t in traffic.items()}
     print()
     print(f"Per key tile ({KEYS_PER_TILE} keys) and wave, hot loop without marked rare paths (a workgroup = "
-          f"{WAVES_PER_WORKGROUP} waves on 4 SIMDs):")
+          "8 waves at 128 heads, 4 at 64, on 4 SIMDs):")
     print(f"{'kernel':52} {'MFMA':>5} {'VALU':>5} {'(trans)':>7} {'cycles':>6} {'LDS':>4} {'LDS KiB':>7} {'VMEM':>5} "
           f"{'SALU':>5} {'barrier':>7}")
     for name, heads, loop in loops:
         print(f"{name:52} {loop['mfma']:>5.0f} {loop['valu']:>5.0f} {loop['transcendental']:>7.0f} "
               f"{loop['valu_cycles']:>6.0f} {loop['lds']:>4.0f} {loop['lds_bytes'] / 1024:>7.1f} {loop['vmem']:>5.0f} "
               f"{loop['salu']:>5.0f} {loop['barrier']:>7.0f}")
-        if loop["lds_bytes"] * WAVES_PER_WORKGROUP != lds_bytes[heads]:
-            failures.append(f"{name}: {loop['lds_bytes'] * WAVES_PER_WORKGROUP / 1024:.1f} KiB of LDS a tile, the "
+        waves = gfx942_lds_model.Shape(heads).waves
+        if loop["lds_bytes"] * waves != lds_bytes[heads]:
+            failures.append(f"{name}: {loop['lds_bytes'] * waves / 1024:.1f} KiB of LDS a tile, the "
                             f"LDS model (.ci/gfx942_lds_model.py) has {lds_bytes[heads] / 1024:.1f}: update the model")
     for heads, table in traffic.items():
         print()
@@ -233,11 +292,12 @@ def main(paths):
             print(f"{pattern:52} {count:>10} {bytes_ / 1024:>6.1f} {clocks:>6} {factor:>8.2f}x")
         print(f"{'all':52} {'':>10} {lds_bytes[heads] / 1024:>6.1f} {lds_clocks[heads]:>6}")
     print()
-    print("Cycles of a tile: MFMA, VALU and LDS issue per SIMD (2 waves), LDS bandwidth per CU; bounds and the "
+    print("Cycles of a tile: MFMA, VALU and LDS issue per SIMD (its 2 waves at 128 heads, 1 at 64), LDS bandwidth per "
+          "CU; bounds and the "
           f"prediction for long rows ({CUS} CUs at {CLOCK_HZ / 1e9:.1f} GHz, every CU busy):")
     print(f"{'kernel':52} {'MFMA':>5} {'VALU':>5} {'LDS iss':>7} {'LDS bw':>6} {'overlap':>7} {'sum':>5} "
           f"{'TFLOPS sum':>10} {'overlap':>7} {'MFMA/max(other)':>15}")
-    modelled = [(name, heads, tile_model(loop, lds_clocks[heads]))
+    modelled = [(name, heads, tile_model(loop, lds_clocks[heads], gfx942_lds_model.Shape(heads).waves // SIMDS_PER_CU))
                 for name, heads, loop in loops if ", extra " not in name]  # one fp8 format: one dequant path
     for name, heads, model in modelled:
         print(f"{name:52} {model['mfma']:>5.0f} {model['valu']:>5.0f} {model['lds_issue']:>7.0f} "

@@ -6,23 +6,43 @@ of distinct 4-byte words one bank must deliver (lanes reading the same word shar
 the conflict-free 64 * width / 128. That lane grouping is the model's assumption (the hardware pairs lane groups
 differently for some widths), as are the clocks.
 
-The address functions below mirror kernels/gfx942/attention_kernel.h: tests/test_gfx942_lds_model.py checks
-key_chunk_slot, value_slot, value_word, every lane's store and read addresses (StoreBytes, qk_read_slot,
-pv_read_slot) and the tile constants against the kernel's own, compiled from the header; the partial-score mapping is
-transcribed from the kernel, and .ci/gfx942_isa_report.py checks that each kernel's pattern bytes equal the LDS
-bytes of its compiled hot loop, so a kernel change that moves LDS traffic fails until this model follows it.
+The address functions and the workgroup shapes below mirror kernels/gfx942/attention_kernel.h:
+tests/test_gfx942_lds_model.py checks key_chunk_slot, value_slot, value_word, every lane's store and read addresses
+(StoreBytes, qk_read_slot, pv_read_slot), the exchange's entries and the shapes' constants against the kernel's own,
+compiled from the header; .ci/gfx942_isa_report.py checks that each kernel's pattern bytes equal the LDS bytes of its
+compiled hot loop, so a kernel change that moves LDS traffic fails until this model follows it.
 """
 
 WAVE = 64
-WAVES = 8
 KEYS_PER_TILE = 16
 HEAD_DIM = 512
 NOPE_DIM = 448
 CHUNKS_PER_ROW = HEAD_DIM // 8  # 16-byte chunks of a bf16 key row
 KEY_QUADS = KEYS_PER_TILE // 4
-WAVE_PAIRS = 4  # waves w and w ^ 4 hold the two dim halves of the same heads
-WAVE_READS = HEAD_DIM // 2 // 32  # 16-byte A reads of a wave and GEMM
+SHARES = 8  # share s: elements 64 s .. + 64 of every key of a tile, one lane's 4 of them
 KEYS_BYTES = KEYS_PER_TILE * CHUNKS_PER_ROW * 16  # SharedTiles::keys; SharedTiles::values follows
+# WorkgroupShape<heads>: waves of the workgroup and waves of a head group (dim parts; each holds that many blocks).
+SHAPES = {64: {"waves": 4, "dim_parts": 4}, 128: {"waves": 8, "dim_parts": 2}}
+
+
+class Shape:
+    """WorkgroupShape<heads> of attention_kernel.h."""
+
+    def __init__(self, heads):
+        self.heads = heads
+        self.waves = SHAPES[heads]["waves"]
+        self.dim_parts = SHAPES[heads]["dim_parts"]
+        self.head_groups = self.waves // self.dim_parts
+        self.blocks = heads // 16 // self.head_groups
+        self.wave_dims = HEAD_DIM // self.dim_parts
+        self.wave_chunks = self.wave_dims // 8
+        self.wave_reads = self.wave_dims // 32
+        self.shares_per_lane = SHARES // self.waves
+        self.mfma_per_wave_tile = 2 * self.blocks * self.wave_dims // 16  # QK and PV, 16x16x16 each
+        self.weights_offset = 16 * self.waves * (self.blocks - 1) * WAVE  # HeadGroupExchange::weights
+
+    def wave_of(self, group, part):
+        return group + self.head_groups * part
 
 
 def key_chunk_slot(key, chunk):
@@ -40,64 +60,58 @@ def value_word(v, quad):
     return 2 * value_slot(((v // 32) * KEY_QUADS + quad) * 16 + v % 16) + (v // 16) % 2
 
 
-def qk_read_slot(dim_half, lane, p):
+def qk_read_slot(first_chunk, lane, p):
     """Key-row slot of QK read p of a lane (attention_kernel.h)."""
-    return key_chunk_slot(lane % 16, dim_half * 32 + 4 * p + lane // 16)
+    return key_chunk_slot(lane % 16, first_chunk + 4 * p + lane // 16)
 
 
-def pv_read_slot(dim_half, lane, c):
+def pv_read_slot(first_read, lane, c):
     """Value slot of PV read c of a lane (attention_kernel.h)."""
-    return value_slot((dim_half * WAVE_READS + c) * WAVE + lane)
-
-
-def lane_coordinates(wave, lane):
-    lane_row, lane_group = lane % 16, lane // 16
-    return lane_row, lane_group, wave % WAVE_PAIRS, wave // WAVE_PAIRS
+    return value_slot((first_read + c) * WAVE + lane)
 
 
 def patterns(wave, heads):
     """{name: (width, [per instruction: 64 byte addresses])} of one wave's LDS accesses in one key tile of a
-    workgroup of `heads` heads (64 or 128: one or two head blocks a wave; with two, the pair swaps P^T too)."""
-    blocks = heads // 16 // WAVE_PAIRS
+    workgroup of `heads` heads (WorkgroupShape<heads>)."""
+    shape = Shape(heads)
+    group, part = wave % shape.head_groups, wave // shape.head_groups
+    shares = [wave + shape.waves * i for i in range(shape.shares_per_lane)]
     result = {}
 
     def add(name, width, count, address):  # address(instruction, lane) -> byte address
         result[name] = (width, [[address(i, lane) for lane in range(WAVE)] for i in range(count)])
 
-    def share(lane):  # the lane's dequantized elements [first, + 4) and where they sit in a key row
-        lane_row, lane_group, _, _ = lane_coordinates(wave, lane)
-        first = wave * 64 + lane_row * 4
-        return first, first // 8, first % 8 // 4, lane_group
+    def share(i, lane):  # the lane's dequantized elements [first, + 4) of instruction i's share and key
+        first = shares[i // 4] * 64 + lane % 16 * 4
+        return first, first // 8, first % 8 // 4, lane // 16, i % 4
 
     def key_store(i, lane):
-        first, chunk, half, quad = share(lane)
-        return 16 * key_chunk_slot(4 * quad + i, chunk) + 8 * half
+        _, chunk, half, quad, key = share(i, lane)
+        return 16 * key_chunk_slot(4 * quad + key, chunk) + 8 * half
 
-    def value_store(j, lane):
-        first, _, _, quad = share(lane)
-        return KEYS_BYTES + 8 * value_word(first + j, quad)
+    def value_store(i, lane):
+        first, _, _, quad, element = share(i, lane)
+        return KEYS_BYTES + 8 * value_word(first + element, quad)
 
-    def qk_read(p, lane):
-        return 16 * qk_read_slot(wave // WAVE_PAIRS, lane, p)
+    def partial_entry(writer, local_block, lane):  # HeadGroupExchange::partial_entry
+        return 16 * ((writer * (shape.blocks - 1) + local_block - 1) * WAVE + lane)
 
-    def exchange_write(region, lane):  # PairExchange: partial scores, then P^T and the max, [wave][lane] each
-        return 16 * (region * WAVES * WAVE + wave * WAVE + lane)
+    def owner(b):  # the wave that owns local block b of this wave
+        return shape.wave_of(group, (part + b) % shape.blocks)
 
-    def exchange_read(region, lane):
-        return 16 * (region * WAVES * WAVE + (wave ^ WAVE_PAIRS) * WAVE + lane)
-
-    def pv_read(c, lane):
-        return KEYS_BYTES + 16 * pv_read_slot(wave // WAVE_PAIRS, lane, c)
-
-    add("key rows: dequantized stores (b64)", 8, 4, key_store)
-    add("value columns: dequantized stores (b64)", 8, 4, value_store)
-    add("key rows: QK reads (b128)", 16, WAVE_READS, qk_read)
-    add("partial scores: writes (b128)", 16, 1, exchange_write)
-    add("partial scores: reads (b128)", 16, 1, exchange_read)
-    if blocks == 2:
-        add("P^T and max to the pair: writes (b128)", 16, 1, lambda _, lane: exchange_write(1, lane))
-        add("P^T and max from the pair: reads (b128)", 16, 1, lambda _, lane: exchange_read(1, lane))
-    add("value columns: PV reads (b128)", 16, WAVE_READS, pv_read)
+    add("key rows: dequantized stores (b64)", 8, 4 * len(shares), key_store)
+    add("value columns: dequantized stores (b64)", 8, 4 * len(shares), value_store)
+    add("key rows: QK reads (b128)", 16, shape.wave_reads,
+        lambda p, lane: 16 * qk_read_slot(part * shape.wave_chunks, lane, p))
+    add("partial scores: writes (b128)", 16, shape.blocks - 1, lambda b, lane: partial_entry(wave, b + 1, lane))
+    add("partial scores: reads (b128)", 16, shape.blocks - 1,
+        lambda j, lane: partial_entry(owner(j + 1), shape.blocks - j - 1, lane))
+    add("P^T and max to the head group: writes (b128)", 16, 1,
+        lambda _, lane: shape.weights_offset + 16 * (wave * WAVE + lane))
+    add("P^T and max from the owners: reads (b128)", 16, shape.blocks - 1,
+        lambda b, lane: shape.weights_offset + 16 * (owner(b + 1) * WAVE + lane))
+    add("value columns: PV reads (b128)", 16, shape.wave_reads,
+        lambda c, lane: KEYS_BYTES + 16 * pv_read_slot(part * shape.wave_reads, lane, c))
     return result
 
 
@@ -115,9 +129,9 @@ def clocks(addresses, width):
 
 
 def tile_traffic(heads):
-    """Per pattern, over the workgroup's 8 waves and one key tile: (instructions a wave, bytes, clocks, factor)."""
+    """Per pattern, over the workgroup's waves and one key tile: (instructions a wave, bytes, clocks, factor)."""
     table = {}
-    for wave in range(WAVES):
+    for wave in range(Shape(heads).waves):
         for name, (width, instructions) in patterns(wave, heads).items():
             entry = table.setdefault(name, [len(instructions), 0, 0])
             for addresses in instructions:

@@ -1,6 +1,7 @@
 """The fp8 -> bf16 dequantization primitives of the GPU kernels, exhaustively and bit for bit against torch's own fp8
-conversion times the scale: every byte value in every byte position of a 32-bit word, and every pair of adjacent
-bytes. The attention tests' tolerances cannot see a wrong sign or a wrong low bit here, this file can.
+conversion times the scale, rounded to bf16 as the kernel says it rounds: every byte value in every byte position of
+a 32-bit word, and every pair of adjacent bytes. The attention tests' tolerances cannot see a wrong sign or a wrong
+low bit here, this file can.
 
 gfx942 (kernels/gfx942/dequant.h) runs under the emulation on the CPU; sm90 (kernels/sm90/dequant.cuh) on a Hopper
 GPU, through a test-only extension (tests/sm90_checks.py).
@@ -14,7 +15,9 @@ import torch
 FILLERS = [0x00, 0x80, 0x81, 0x7F, 0xFF, 0x01]  # the bytes around the one under test: zero, -0/NaN, NaN, their kin
 POWER_OF_TWO_SCALES = [2.0**-13, 2.0**-1, 1.0, 2.0**15]  # e8m0 scales of the quantizer's range
 FOLDABLE_SCALES = [2.0**-13, 2.0**-1, 1.0, 2.0**7]  # e8m0 scales sm90 folds into the bf16 exponent (byte + 120 <= 254)
-FP32_SCALES = [0.3, 1.7e-3, 123.456, 2.0**-13 * 1.1]  # decode's arbitrary positive scales
+# decode's arbitrary positive scales; 1 + 2^-8 makes exact ties (a power-of-two fp8 value times it is halfway
+# between two bf16), where the roundings differ
+FP32_SCALES = [0.3, 1.7e-3, 123.456, 2.0**-13 * 1.1, 1 + 2.0**-8]
 
 
 def byte_words():
@@ -42,15 +45,22 @@ def word_bytes(words):
     return words.view(torch.uint8).view(-1, 4)
 
 
-def expected_bf16(fp8_bytes, scales, fp8_dtype):
-    """torch's fp8 value times the scale, in fp32, rounded to bf16: [n, k] bytes, [n] scales -> [n, k] float32."""
-    return (fp8_bytes.view(fp8_dtype).float() * scales[:, None]).bfloat16().float()
+def expected_bf16(fp8_bytes, scales, fp8_dtype, ties_away=False):
+    """torch's fp8 value times the scale, in fp32, rounded to bf16 (to nearest, ties to even, or with `ties_away`
+    away from zero): [n, k] bytes, [n] scales -> [n, k] float32."""
+    products = fp8_bytes.view(fp8_dtype).float() * scales[:, None]
+    if not ties_away:
+        return products.bfloat16().float()
+    bits = (products.view(torch.int32).long() & 0xFFFFFFFF) + 0x8000  # the magnitude's half ulp, carried up
+    return ((bits >> 16) << 16).to(torch.int32).view(torch.float32)  # int32 keeps the low 32 bits
 
 
-def assert_dequantized(got_bits, fp8_bytes, scales, fp8_dtype, negative_zero_reads_positive, nan_reads_finite):
-    """got_bits [n, k] int16 bf16 patterns against the exact value of every byte. The documented exceptions are
-    checked as documented: e4m3fn -0 as +0 where the kernel says so, NaN encodings as finite values where it does."""
-    expected = expected_bf16(fp8_bytes, scales, fp8_dtype)
+def assert_dequantized(got_bits, fp8_bytes, scales, fp8_dtype, negative_zero_reads_positive, nan_reads_finite,
+                       ties_away=False):
+    """got_bits [n, k] int16 bf16 patterns against the exact value of every byte, rounded as the kernel says. The
+    documented exceptions are checked as documented: e4m3fn -0 as +0 where the kernel says so, NaN encodings as
+    finite values where it does."""
+    expected = expected_bf16(fp8_bytes, scales, fp8_dtype, ties_away)
     got = got_bits.view(torch.bfloat16).float()
     nan = torch.isnan(fp8_bytes.view(fp8_dtype).float())
     if nan_reads_finite:
@@ -96,8 +106,9 @@ def test_gfx942_dequant_fp8x4(fp8_dtype, halved, power_of_two_scale):
     got = emulated_ops().dequant_fp8x4(words, scales, e4m3fn, power_of_two_scale, halved)
     # v_cvt_pk_f32_fp8 reads e4m3fnuz: its NaN (0x80) stays NaN; e4m3fn's NaN encodings are read through it as finite
     # values, and e4m3fn's -0 is cleared to +0 first. Halved: the values at half the scale, bit for bit (a power of
-    # two: the same roundings).
-    assert_dequantized(got, word_bytes(words), scales / 2 if halved else scales, fp8_dtype, e4m3fn, e4m3fn)
+    # two: the same roundings). fp32 scales round ties away from zero.
+    assert_dequantized(got, word_bytes(words), scales / 2 if halved else scales, fp8_dtype, e4m3fn, e4m3fn,
+                       ties_away=not power_of_two_scale)
 
 
 # ---- sm90: the three dequantization paths of kernels/sm90/dequant.cuh, on a Hopper GPU ----

@@ -26,10 +26,24 @@ DUMP = r"""
 #include <cstddef>
 #include <cstdio>
 #include "gfx942/attention_kernel.h"
+using namespace flash_mla::gfx942;
+template <class Shape>
+void dump_shape() {  // its constants; every lane's reads (16-byte slots: QK, then PV, per step); exchange entries
+  std::printf("%d %d %d %d %d %d %d %d %d\n", Shape::kHeadsPerWorkgroup, Shape::kWaves, Shape::kDimParts,
+              Shape::kHeadGroups, Shape::kBlocks, Shape::kWaveReads, Shape::kWaveChunks, Shape::kSharesPerLane,
+              int(offsetof(HeadGroupExchange<Shape>, weights)));
+  for (int part = 0; part < Shape::kDimParts; ++part)
+    for (int l = 0; l < kWaveSize; ++l)
+      for (int p = 0; p < Shape::kWaveReads; ++p)
+        std::printf("%d %d ", qk_read_slots(part * Shape::kWaveChunks, l).at(p),
+                    pv_read_slots(part * Shape::kWaveReads, l).at(p));
+  std::printf("\n");
+  for (int w = 0; w < Shape::kWaves; ++w)
+    for (int b = 1; b < Shape::kBlocks; ++b) std::printf("%d ", HeadGroupExchange<Shape>::partial_entry(w, b, 0));
+  std::printf("\n");
+}
 int main() {
-  using namespace flash_mla::gfx942;
-  std::printf("%d %d %d %d %d %d %d %d\n", kKeysPerTile, kChunksPerRow, kKeyQuads, kWaves, kWavePairs, kWaveReads,
-              int(sizeof(SharedTiles::keys)), int(offsetof(PairExchange, weights)));
+  std::printf("%d %d %d %d %d\n", kKeysPerTile, kChunksPerRow, kKeyQuads, kShares, int(sizeof(SharedTiles::keys)));
   for (int k = 0; k < kKeysPerTile; ++k)
     for (int c = 0; c < kChunksPerRow; ++c) std::printf("%d ", key_chunk_slot(k, c));
   std::printf("\n");
@@ -38,14 +52,12 @@ int main() {
   std::printf("\n");
   for (int s = 0; s < flash_mla::kHeadDim * kKeyQuads / 2; ++s) std::printf("%d ", value_slot(s));
   std::printf("\n");
-  for (int w = 0; w < kWaves; ++w)  // the stores of every lane, bytes: key row i and value column i, in turn
+  for (int s = 0; s < kShares; ++s)  // the stores of every share and lane, bytes: key row i and value column i
     for (int l = 0; l < kWaveSize; ++l)
-      for (int i = 0; i < 4; ++i) std::printf("%d %d ", StoreBytes::of(w, l).key(i), StoreBytes::of(w, l).value(i));
+      for (int i = 0; i < 4; ++i) std::printf("%d %d ", StoreBytes::of(s, l).key(i), StoreBytes::of(s, l).value(i));
   std::printf("\n");
-  for (int h = 0; h < 2; ++h)  // the reads of every lane, 16-byte slots: QK, then PV, per step
-    for (int l = 0; l < kWaveSize; ++l)
-      for (int p = 0; p < kWaveReads; ++p) std::printf("%d %d ", qk_read_slots(h, l).at(p), pv_read_slots(h, l).at(p));
-  std::printf("\n");
+  dump_shape<WorkgroupShape<64>>();
+  dump_shape<WorkgroupShape<128>>();
 }
 """
 
@@ -80,11 +92,20 @@ def kernel_dump(tmp_path_factory):
     return [[int(x) for x in line.split()] for line in lines]
 
 
-def test_constants_match_the_kernel(kernel_dump):
+def shape_lines(kernel_dump, heads):
+    """The three lines dump_shape<WorkgroupShape<heads>> printed."""
+    first = 5 if heads == 64 else 8
+    return kernel_dump[first : first + 3]
+
+
+@pytest.mark.parametrize("heads", [64, 128])
+def test_constants_match_the_kernel(kernel_dump, heads):
     m = load_model()
-    exchange_region = m.patterns(0, 128)["P^T and max to the pair: writes (b128)"][1][0][0]  # wave 0, lane 0
-    assert kernel_dump[0] == [m.KEYS_PER_TILE, m.CHUNKS_PER_ROW, m.KEY_QUADS, m.WAVES, m.WAVE_PAIRS, m.WAVE_READS,
-                              m.KEYS_BYTES, exchange_region]  # fmt: skip
+    assert kernel_dump[0] == [m.KEYS_PER_TILE, m.CHUNKS_PER_ROW, m.KEY_QUADS, m.SHARES, m.KEYS_BYTES]
+    shape = m.Shape(heads)
+    assert shape_lines(kernel_dump, heads)[0] == [heads, shape.waves, shape.dim_parts, shape.head_groups, shape.blocks,
+                                                  shape.wave_reads, shape.wave_chunks, shape.shares_per_lane,
+                                                  shape.weights_offset]  # fmt: skip
 
 
 def test_address_functions_match_the_kernel(kernel_dump):
@@ -96,26 +117,48 @@ def test_address_functions_match_the_kernel(kernel_dump):
     assert kernel_dump[3] == [m.value_slot(s) for s in range(m.HEAD_DIM * m.KEY_QUADS // 2)]
 
 
-def test_lane_addresses_match_the_kernel(kernel_dump):
-    """The model's store and read patterns are the addresses the kernel computes (its per-lane bases and offsets)."""
+@pytest.mark.parametrize("heads", [64, 128])
+def test_lane_addresses_match_the_kernel(kernel_dump, heads):
+    """The model's store, read and exchange patterns are the addresses the kernel computes (its per-lane bases and
+    offsets)."""
     m = load_model()
-    stores = []
-    for wave in range(m.WAVES):
-        pattern = m.patterns(wave, 64)
+    shape = m.Shape(heads)
+    stores = {}
+    for wave in range(shape.waves):
+        pattern = m.patterns(wave, heads)
         keys = pattern["key rows: dequantized stores (b64)"][1]
         values = pattern["value columns: dequantized stores (b64)"][1]
-        for lane in range(m.WAVE):
-            for i in range(4):
-                stores += [keys[i][lane], values[i][lane] - m.KEYS_BYTES]
-    assert kernel_dump[4] == stores
-    reads = []
-    for dim_half in range(2):
-        pattern = m.patterns(dim_half * m.WAVE_PAIRS, 64)
+        for i in range(shape.shares_per_lane):  # share wave + waves * i: instructions 4 i .. 4 i + 3
+            stores[wave + shape.waves * i] = [address for lane in range(m.WAVE) for j in range(4)
+                                              for address in (keys[4 * i + j][lane],
+                                                              values[4 * i + j][lane] - m.KEYS_BYTES)]  # fmt: skip
+    assert kernel_dump[4] == [address for share in range(m.SHARES) for address in stores[share]]
+    reads, entries = [], []
+    for part in range(shape.dim_parts):
+        pattern = m.patterns(shape.wave_of(0, part), heads)
         qk, pv = pattern["key rows: QK reads (b128)"][1], pattern["value columns: PV reads (b128)"][1]
         for lane in range(m.WAVE):
-            for p in range(m.WAVE_READS):
+            for p in range(shape.wave_reads):
                 reads += [qk[p][lane] // 16, (pv[p][lane] - m.KEYS_BYTES) // 16]
-    assert kernel_dump[5] == reads
+    for wave in range(shape.waves):
+        writes = m.patterns(wave, heads)["partial scores: writes (b128)"][1]
+        entries += [writes[b][0] // 16 for b in range(shape.blocks - 1)]  # lane 0 of local block b + 1
+    assert shape_lines(kernel_dump, heads)[1] == reads
+    assert shape_lines(kernel_dump, heads)[2] == entries
+
+
+def test_every_partial_is_read_by_its_owner_once():
+    """Each wave's partial scores of a block it does not own are read by that block's owner, and by no other wave."""
+    m = load_model()
+    for heads in (64, 128):
+        shape = m.Shape(heads)
+        written = {address for wave in range(shape.waves)
+                   for instruction in m.patterns(wave, heads)["partial scores: writes (b128)"][1]
+                   for address in instruction}  # fmt: skip
+        read = [address for wave in range(shape.waves)
+                for instruction in m.patterns(wave, heads)["partial scores: reads (b128)"][1]
+                for address in instruction]  # fmt: skip
+        assert sorted(read) == sorted(written) and len(set(read)) == len(read)
 
 
 def test_peak_case_plan_matches_the_planner(tmp_path):
@@ -141,7 +184,7 @@ def test_conflict_arithmetic():
     assert m.clocks([8 * (lane % 4) for lane in range(64)], 8) == 4  # 16 lanes on 4 distinct words: shared
 
 
-@pytest.mark.parametrize("heads, kib", [(64, 176), (128, 192)])
+@pytest.mark.parametrize("heads, kib", [(64, 104), (128, 192)])
 def test_the_kernels_patterns(heads, kib):
     m = load_model()
     traffic = m.tile_traffic(heads)
@@ -149,4 +192,4 @@ def test_the_kernels_patterns(heads, kib):
                for name, (_, _, _, factor) in traffic.items()}  # fmt: skip
     # The swizzles keep every pattern conflict-free (without value_slot, the value-column stores hit 4 words a bank).
     assert all(factor == 1.0 for factor in factors.values()), factors
-    assert sum(bytes_ for _, bytes_, _, _ in traffic.values()) == kib * 1024  # a tile and CU: 128 heads add partials
+    assert sum(bytes_ for _, bytes_, _, _ in traffic.values()) == kib * 1024  # a tile and CU

@@ -61,18 +61,18 @@ struct TokenBytes {
 FMLA_HOST_DEVICE bool is_valid_token(int64_t index, int64_t num_tokens) { return index >= 0 && index < num_tokens; }
 
 // Only for a valid index (is_valid_token): an invalid one would address memory outside the cache. Indices are
-// int32, so a valid one is below 2^31, the range of the fast division.
+// int32, so a valid one is below 2^31, the range of the fast division. The layout picks strides, not code: one
+// sequence of arithmetic for both (a GPU's select of uniform values is scalar; a branch's two paths are not).
 FMLA_HOST_DEVICE TokenBytes locate_token(const PagedKVCache& cache, int32_t token) {
   const uint32_t block = cache.block_size.divide(uint32_t(token));
   const uint32_t offset = uint32_t(token) - block * cache.block_size.divisor;
+  const bool token_layout = cache.layout == KVLayout::kToken;
+  const int64_t row_bytes = token_layout ? kTokenBytes : kTokenDataBytes;
+  const int64_t scales_begin = token_layout ? kTokenDataBytes : int64_t(cache.block_size.divisor) * kTokenDataBytes;
+  const int64_t scale_stride = token_layout ? kTokenBytes : kTokenScaleBytes;
   const uint8_t* block_base = cache.data + int64_t(block) * cache.block_stride;
-  if (cache.layout == KVLayout::kToken) {
-    const uint8_t* base = block_base + int64_t(offset) * kTokenBytes;
-    return {base, base + kNopeDim, base + kTokenDataBytes};
-  }
-  const uint8_t* base = block_base + int64_t(offset) * kTokenDataBytes;
-  return {base, base + kNopeDim,
-          block_base + int64_t(cache.block_size.divisor) * kTokenDataBytes + offset * kTokenScaleBytes};
+  const uint8_t* nope = block_base + int64_t(offset) * row_bytes;
+  return {nope, nope + kNopeDim, block_base + scales_begin + int64_t(offset) * scale_stride};
 }
 
 // The token's bytes, or all null for an invalid index (whose memory must not be touched).

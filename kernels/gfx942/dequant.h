@@ -25,7 +25,8 @@ __device__ __forceinline__ uint32_t clear_negative_zeros(uint32_t bytes) {
 }
 
 // 4 fp8 values times scale -> 4 bf16 patterns (2 words, element 2i in the low half of word i). With
-// kPowerOfTwoScale the products are exact in bf16 and the high halves are taken; otherwise they are rounded. With
+// kPowerOfTwoScale the products are exact in bf16 and the high halves are taken; otherwise they are rounded to
+// nearest, ties away from zero (one VALU a value; round-to-nearest-even takes two and differs on exact ties only). With
 // kE4m3fnHalved, e4m3fn values come out at half their value (the e4m3fnuz value of the same bits, -0 cleared): the
 // caller folds the factor 2 into its other operands (a power of two: the same roundings, halved).
 template <Fp8Format kFormat, bool kPowerOfTwoScale, bool kE4m3fnHalved = false>
@@ -44,7 +45,7 @@ __device__ __forceinline__ u32x2 dequant_fp8x4_to_bf16(uint32_t bytes, float sca
   low *= scale;
   high *= scale;
   if constexpr (kPowerOfTwoScale) return u32x2{high_halves(low[0], low[1]), high_halves(high[0], high[1])};
-  return u32x2{pack_bf16x2(low[0], low[1]), pack_bf16x2(high[0], high[1])};
+  return u32x2{pack_bf16x2_ties_away(low[0], low[1]), pack_bf16x2_ties_away(high[0], high[1])};
 }
 
 }  // namespace flash_mla::gfx942

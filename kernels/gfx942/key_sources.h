@@ -19,6 +19,11 @@
 
 namespace flash_mla::gfx942 {
 
+// What a skipped sparse key reads instead of a token: zeros, which dequantize to zeros (an e8m0 byte 0 is 2^-127),
+// so its key row and value column need no masking. Past every offset a lane reads at.
+__device__ const uint8_t kSkippedKeyBytes[1024] = {};
+static_assert(kTokenDataBytes + 8 <= sizeof(kSkippedKeyBytes), "a lane's offsets stay inside the skipped key's bytes");
+
 // A sparse row's keys: the main cache's top-k list, then the extra cache's, each cut to its clamped length. The
 // main list's positions are rounded up to whole key tiles (the rest are skipped like invalid indices), so that
 // no tile mixes the lists: a tile's cache parameters, its fp8 format among them, are then wave-uniform.
@@ -45,29 +50,32 @@ struct SparseKeys {
     int length;          // of the list
     bool in_extra_cache;
 
-    __device__ int32_t fetch(int position) const {
+    // The index at `position`, or -1 at or past `end` (the split's) or past the list.
+    __device__ int32_t fetch(int position, int end) const {
       const int entry = position - first_position;
-      return entry < length ? list[entry] : -1;
+      return position < end && entry < length ? list[entry] : -1;
     }
 
-    // The key's bytes and valid = true for a valid index; for any other (negative: no key), `skipped` for each part.
-    // Branch-free: an invalid index is located as token 0, whose bytes are never read.
-    __device__ TokenBytes locate(int32_t index, const uint8_t* skipped, bool& valid) const {
+    // The key's bytes and valid = true for a valid index; for any other (negative: no key), kSkippedKeyBytes for
+    // each part. Branch-free: an invalid index is located as token 0, whose bytes are never read.
+    __device__ TokenBytes locate(int32_t index, bool& valid) const {
       valid = is_valid_token(index, source.cache.num_tokens);
       const TokenBytes bytes = locate_token(source.cache, valid ? index : 0);
-      return valid ? bytes : TokenBytes{skipped, skipped, skipped};
+      return valid ? bytes : TokenBytes{kSkippedKeyBytes, kSkippedKeyBytes, kSkippedKeyBytes};
     }
   };
 
   __device__ TileKeys tile(int first) const {
     const bool main = first < padded_main_length;
-    return {main ? p.sources[0] : p.sources[1], main ? lists.main_list : lists.extra_list,
+    return {p.sources[main ? 0 : 1], main ? lists.main_list : lists.extra_list,
             main ? 0 : padded_main_length, main ? lists.main_length : lists.total - lists.main_length, !main};
   }
 
   static constexpr int kScaleBytes = 1;  // e8m0
-  // A token's nope bytes are followed by its rope bytes (either layout): 8 bytes from any nope element are readable.
+  // A token's nope bytes are followed by its rope bytes (either layout): 8 bytes from any nope element are readable,
+  // and a rope element is found from the nope bytes.
   static constexpr bool kNopeRowFollowed = true;
+  static constexpr bool kRopeFollowsNope = true;
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
 
@@ -103,19 +111,22 @@ struct CsrKeys {
 
   __device__ int num_positions() const { return int(range.end - range.begin); }
 
-  __device__ int32_t fetch(int position) const { return position; }  // no load: the range is the token list
+  // No load: the range is the token list.
+  __device__ int32_t fetch(int position, int end) const { return position < end ? position : -1; }
 
-  // As SparseKeys' (a position of the range is valid; -1 is no key).
-  __device__ TokenBytes locate(int32_t position, const uint8_t* skipped, bool& valid) const {
+  // The position's token and valid = true; for -1 (no key: past the split's end) the range's first token, read and
+  // weighted 0 (its finite values times p = 0 add nothing). The kernel locates only in splits with keys, so that
+  // token exists.
+  __device__ TokenBytes locate(int32_t position, bool& valid) const {
     valid = position >= 0;
-    const TokenBytes bytes = csr_token_bytes(p, range.begin + (valid ? position : 0));
-    return valid ? bytes : TokenBytes{skipped, skipped, skipped};
+    return csr_token_bytes(p, range.begin + (valid ? position : 0));
   }
 
   __device__ const CsrKeys& tile(int) const { return *this; }
 
   static constexpr int kScaleBytes = 4;            // fp32
   static constexpr bool kNopeRowFollowed = false;  // the last token's nope row may end the nope tensor
+  static constexpr bool kRopeFollowsNope = false;  // nope and rope are separate tensors
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 

@@ -23,13 +23,15 @@ void launch_attention(const typename Keys::Params& params, const SplitKVWorkspac
   const AttentionOutputs outputs = attention_outputs(params);
   const int heads = heads_per_workgroup(shape.num_heads);
   const dim3 grid(shape.num_rows, unsigned(head_groups(shape.num_heads, heads)), workspace.num_splits);
-  auto launch = [&](auto kernel) {
-    hipLaunchKernelGGL(kernel, grid, dim3(kThreads), 0, stream, params, shape, outputs, workspace);
+  auto launch = [&](auto workgroup) {
+    using Shape = decltype(workgroup);
+    const auto kernel = attention_kernel<Keys, Shape>;
+    hipLaunchKernelGGL(kernel, grid, dim3(Shape::kThreads), 0, stream, params, shape, outputs, workspace);
   };
   if (heads == 128) {
-    launch(attention_kernel<Keys, WorkgroupShape<128>>);
+    launch(WorkgroupShape<128>());
   } else {
-    launch(attention_kernel<Keys, WorkgroupShape<64>>);
+    launch(WorkgroupShape<64>());
   }
   check_hip(hipGetLastError(), "launching the attention kernel");
   if (workspace.num_splits > 1) {

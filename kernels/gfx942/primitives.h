@@ -197,7 +197,8 @@ __device__ __forceinline__ u32x4 doubled_bf16x8(u32x4 w) {
 }
 
 // Round-to-nearest, ties away from zero, fp32 -> bf16 pair for finite values: one add a value where
-// pack_bf16x2 takes two. For the softmax weights, where it differs from round-to-nearest-even on exact ties only.
+// pack_bf16x2 takes two. For the softmax weights and decode's keys, where it differs from round-to-nearest-even on
+// exact ties only.
 __device__ __forceinline__ uint32_t pack_bf16x2_ties_away(float lo, float hi) {
   return pack_high_halves(__builtin_bit_cast(uint32_t, lo) + 0x8000u, __builtin_bit_cast(uint32_t, hi) + 0x8000u);
 }
