@@ -40,6 +40,7 @@ KEYS_PER_TILE = 16
 # An attention workgroup (WorkgroupShape, gfx942_lds_model.Shape) is alone on a CU (its two 32 KiB key tiles fill
 # the LDS): 8 waves at 128 heads, 2 a SIMD; 4 at 64 heads, 1 a SIMD. Each wave does 64 MFMAs a tile in both.
 MFMA = "v_mfma_f32_16x16x16_bf16"
+BARRIERS_PER_TILE = 3  # attention_kernel.h: after QK, after the partial scores and stores, after P^T
 MFMA_FLOP = 8192
 CLOCK_HZ = 2.1e9
 CUS = 304
@@ -266,6 +267,11 @@ def main(paths):
                     failures.append(f"{name}: over its register/LDS budget")
                 counts = mix(lines, loop)
                 trips = max(counts["mfma"] // shape.mfma_per_wave_tile, 1)  # tiles a loop trip runs
+                if counts["mfma"] != trips * shape.mfma_per_wave_tile or counts["barrier"] != trips * BARRIERS_PER_TILE:
+                    failures.append(f"{name}: the hot loop found holds {counts['mfma']} MFMAs and {counts['barrier']} "
+                                    f"barriers, not whole tiles of {shape.mfma_per_wave_tile} and {BARRIERS_PER_TILE}: "
+                                    "the loop analysis took the wrong blocks")
+                    continue
                 loops.append((name, heads, {k: v / trips for k, v in counts.items()}))
     traffic = {heads: gfx942_lds_model.tile_traffic(heads) for heads in MATRIX_BOUND_MARGIN}
     lds_bytes = {heads: sum(b for _, b, _, _ in t.values()) for heads, t in traffic.items()}

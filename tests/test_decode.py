@@ -56,13 +56,15 @@ def test_custom_sm_scale(device):
     check(make_decode_case([50, 70], 8, device=device), sm_scale=0.3)
 
 
-@pytest.mark.parametrize("heads", [16, 128])
+@pytest.mark.parametrize("heads", [16, 64, 128])
 def test_rising_scores(device, heads):
     """Keys in rising score order, a peaked softmax: the running max moves again and again, so the kernels' lazy
     rescale of the accumulators (skipped while a tile's max stays within 2^8 of it) runs many times. Every head's
     query is the first head's times its own factor in [1, 2): the same key order, so every head rescales, with maxima
-    and weights of its own (a head taking another's fails). The empty rows keep the planned keys per row (T / B)
-    under one tile, so no row is split: each runs its whole rising range in one CTA/workgroup."""
+    and weights of its own (a head taking another's fails), and the heads' rises fall on even and odd tiles, on two
+    tiles in a row and on a row's last tile (where the gfx942 kernel leaves its two-tile loop and comes back). The
+    empty rows keep the planned keys per row (T / B) under one tile, so no row is split: each runs its whole rising
+    range in one CTA/workgroup."""
     sm_scale = 8 * HEAD_DIM**-0.5
     case = make_decode_case([400, 160] + [0] * 60, heads, device=device)
     factors = 1 + torch.arange(heads, device=device) / heads
@@ -70,19 +72,24 @@ def test_rising_scores(device, heads):
     keys = quant.dequantize_kv_split(case["kv_nope_fp8"], case["kv_rope"], case["kv_scales"]).double()
     bounds = case["kv_indptr"].tolist()
     order = torch.arange(keys.shape[0], device=device)
-    rises = 0
+    rise_tiles = set()  # (row, tile, last tile of the row) where some head's max moves
     for row, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         if end == begin:
             continue
-        scores = keys[begin:end] @ case["q"][row, 0].double() * sm_scale * math.log2(math.e)
-        rank = scores.argsort()
+        scores = keys[begin:end] @ case["q"][row].double().T * sm_scale * math.log2(math.e)  # [keys, heads]
+        rank = scores[:, 0].argsort()  # one order for every head: their queries are multiples of the first
         order[begin:end] = begin + rank
-        tile_maxima = scores[rank].reshape(-1, 16).amax(dim=1).tolist()
-        reference_max = tile_maxima[0]  # the kernels' rule, 16-key tiles, log2 units: move the max when 2^8 above it
-        for tile_max in tile_maxima[1:]:
-            if tile_max > reference_max + 8:
-                reference_max, rises = tile_max, rises + 1
-    assert rises >= 4, rises
+        tile_maxima = scores[rank].reshape(-1, 16, heads).amax(dim=1).T.tolist()  # [heads][tiles]
+        for head_maxima in tile_maxima:  # the kernels' rule, 16-key tiles, log2 units: move when 2^8 above the max
+            reference_max = head_maxima[0]
+            for tile, tile_max in enumerate(head_maxima[1:], 1):
+                if tile_max > reference_max + 8:
+                    reference_max = tile_max
+                    rise_tiles.add((row, tile, tile == len(head_maxima) - 1))
+    tiles = {(row, tile) for row, tile, _ in rise_tiles}
+    assert {tile % 2 for _, tile in tiles} == {0, 1}, rise_tiles
+    assert any((row, tile + 1) in tiles for row, tile in tiles), rise_tiles
+    assert any(last for _, _, last in rise_tiles), rise_tiles
     for name in ("kv_nope_fp8", "kv_rope", "kv_scales"):
         case[name] = case[name][order]
     check(case, sm_scale=sm_scale)

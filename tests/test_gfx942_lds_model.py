@@ -193,3 +193,46 @@ def test_the_kernels_patterns(heads, kib):
     # The swizzles keep every pattern conflict-free (without value_slot, the value-column stores hit 4 words a bank).
     assert all(factor == 1.0 for factor in factors.values()), factors
     assert sum(bytes_ for _, bytes_, _, _ in traffic.values()) == kib * 1024  # a tile and CU
+
+
+# A kernel's control flow as clang lays it out: an outer loop around the tile loop, whose blocks are not contiguous
+# (its second half sits after the outer loop's code), a rare block inside it (marked, with a block only it reaches),
+# and a rare exit out of the loop.
+SYNTHETIC_KERNEL = """\
+\ts_mov_b32 s0, 0
+.LBB0_1:
+\tv_mov_b32 v9, 0
+.LBB0_2:
+\tv_mfma_f32_16x16x16_bf16 a[0:3], v[0:1], v[2:3], a[0:3]
+\ts_cbranch_scc1 .LBB0_3
+\t; flash_mla isa: rare path
+\tv_mul_f32 v1, v1, v2
+\ts_cbranch_vccz .LBB0_4
+\tv_mul_f32 v3, v3, v2
+.LBB0_4:
+\tv_add_f32 v4, v4, v4
+.LBB0_3:
+\ts_branch .LBB0_6
+.LBB0_5:
+\tv_accvgpr_read_b32 v5, a0
+\ts_cbranch_scc0 .LBB0_1
+\ts_endpgm
+.LBB0_6:
+\tv_mfma_f32_16x16x16_bf16 a[4:7], v[0:1], v[2:3], a[4:7]
+\ts_barrier
+\ts_cbranch_scc0 .LBB0_5
+\ts_branch .LBB0_2
+"""
+
+
+def test_hot_loop_on_a_laid_out_control_flow_graph():
+    """The report's hot loop is the innermost loop with the most MFMAs, wherever its blocks lie, without the blocks
+    a rare mark dominates: here both MFMAs and the barrier, not the outer loop's move or the rare multiplies."""
+    report = load_module("gfx942_isa_report", os.path.join(ROOT, ".ci", "gfx942_isa_report.py"))
+    lines = SYNTHETIC_KERNEL.splitlines()
+    hot = [text for _, text in report.instructions(lines, report.hot_loop(lines))]
+    assert [t for t in hot if not t.startswith("s_")] == [
+        "v_mfma_f32_16x16x16_bf16 a[0:3], v[0:1], v[2:3], a[0:3]",
+        "v_mfma_f32_16x16x16_bf16 a[4:7], v[0:1], v[2:3], a[4:7]",
+    ], hot
+    assert "s_barrier" in hot

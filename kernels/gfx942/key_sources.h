@@ -115,8 +115,8 @@ struct CsrKeys {
   __device__ int32_t fetch(int position, int end) const { return position < end ? position : -1; }
 
   // The position's token and valid = true; for -1 (no key: past the split's end) the range's first token, read and
-  // weighted 0 (its finite values times p = 0 add nothing). The kernel locates only in splits with keys, so that
-  // token exists.
+  // weighted 0: its values times p = 0 add nothing (were one of them not finite, the row's output is not either).
+  // The kernel locates only in splits with keys, so that token exists.
   __device__ TokenBytes locate(int32_t position, bool& valid) const {
     valid = position >= 0;
     return csr_token_bytes(p, range.begin + (valid ? position : 0));
