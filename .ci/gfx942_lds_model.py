@@ -16,7 +16,6 @@ compiled hot loop, so a kernel change that moves LDS traffic fails until this mo
 WAVE = 64
 KEYS_PER_TILE = 16
 HEAD_DIM = 512
-NOPE_DIM = 448
 CHUNKS_PER_ROW = HEAD_DIM // 8  # 16-byte chunks of a bf16 key row
 KEY_QUADS = KEYS_PER_TILE // 4
 SHARES = 8  # share s: elements 64 s .. + 64 of every key of a tile, one lane's 4 of them

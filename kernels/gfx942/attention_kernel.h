@@ -168,7 +168,8 @@ __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_p
 constexpr int share_first_element(int share, int lane) { return share * 64 + lane % 16 * kShareElements; }
 
 // Whether share s of every lane of a workgroup whose lanes hold kSharesPerLane shares is a nope share: its waves'
-// shares (wave + kWaves s) all end before the rope. A constant where ShareSpot::nope is wave-uniform.
+// shares (wave + kWaves s) all end before the rope. A constant where ShareSpot::nope is wave-uniform (the kernel
+// folds it into its ShareSpots).
 template <int kSharesPerLane>
 constexpr bool nope_on_every_wave(int s) {
   return (kShares / kSharesPerLane) * (s + 1) * 64 <= kNopeDim;
@@ -222,10 +223,8 @@ __device__ __forceinline__ KeyShare<kSharesPerLane> load_key_share(const Keys& k
       for (int s = 0; s < kSharesPerLane; ++s) load_part(share.data[s][i], token, spots[s]);
     } else {
 #pragma unroll
-      for (int s = 0; s < kSharesPerLane; ++s) {
-        const bool nope = nope_on_every_wave<kSharesPerLane>(s) || spots[s].nope;
-        load_part(share.data[s][i], quad_broadcast<i>(nope ? mine.nope : mine.rope), spots[s]);
-      }
+      for (int s = 0; s < kSharesPerLane; ++s)
+        load_part(share.data[s][i], quad_broadcast<i>(spots[s].nope ? mine.nope : mine.rope), spots[s]);
     }
   });
   return share;
@@ -318,10 +317,16 @@ __global__ void __launch_bounds__(Shape::kThreads)
     const int block = head_group + Shape::kHeadGroups * ((dim_part + b) % kBlocks);
     return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * block + column;
   };
-  // This lane dequantizes elements [64 s + 4 lane_row, + 4) of keys 4 * lane_group + i for its shares s.
+  // This lane dequantizes elements [64 s + 4 lane_row, + 4) of keys 4 * lane_group + i for its shares
+  // s = wave + kWaves i: where they lie in a key, and where they go in LDS.
   ShareSpot share_spots[kShareCount];
+  StoreBytes store_at[kShareCount];
 #pragma unroll
-  for (int i = 0; i < kShareCount; ++i) share_spots[i] = ShareSpot::of<Keys>(wave + Shape::kWaves * i, lane);
+  for (int i = 0; i < kShareCount; ++i) {
+    share_spots[i] = ShareSpot::of<Keys>(wave + Shape::kWaves * i, lane);
+    share_spots[i].nope |= nope_on_every_wave<kShareCount>(i);  // a constant where it is one
+    store_at[i] = StoreBytes::of(wave + Shape::kWaves * i, lane);
+  }
   const ReadSlots key_slots = qk_read_slots(dim_part * Shape::kWaveChunks, lane);
   const ReadSlots value_slots = pv_read_slots(dim_part * Shape::kWaveReads, lane);
 
@@ -361,14 +366,11 @@ __global__ void __launch_bounds__(Shape::kThreads)
   const float scale_log2 = shape.sm_scale * kLog2e;
 
   // Stores the lane's shares of `share` into `lds`, each share's addresses recomputed where registers are short.
-  StoreBytes store_at[kShareCount];
-#pragma unroll
-  for (int i = 0; i < kShareCount; ++i) store_at[i] = StoreBytes::of(wave + Shape::kWaves * i, lane);
   auto store_tile = [&](SharedTiles& lds, KeyShare<kShareCount>& share) {
 #pragma unroll
     for (int i = 0; i < kShareCount; ++i) {
       const StoreBytes at = {recomputed(store_at[i].key_base), recomputed(store_at[i].value_base)};
-      store_key_share(keys, lds, share, i, at, nope_on_every_wave<kShareCount>(i) || share_spots[i].nope);
+      store_key_share(keys, lds, share, i, at, share_spots[i].nope);
     }
   };
 
