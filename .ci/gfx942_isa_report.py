@@ -13,18 +13,23 @@ Cost model of one key tile (MI300X: 304 CUs of 4 SIMDs at 2.1 GHz; an attention 
 2 a SIMD, at 128 heads; 4 waves, 1 a SIMD, at 64). Per SIMD: v_mfma_f32_16x16x16_bf16 = 16 cycles (1307 TFLOP/s /
 1216 SIMDs / 2.1 GHz = 512 FLOP a clock, 8192 FLOP an MFMA); a VALU instruction 4 cycles (16 lanes a clock), a
 transcendental 16; an LDS instruction 4 issue cycles. Per CU: LDS bandwidth 128 bytes a clock, times each access
-pattern's bank-conflict factor. Bounds of a tile: overlap = max(MFMA, VALU + LDS issue, LDS bandwidth) if a SIMD's
-MFMAs ran under its other work perfectly; sum = max(MFMA + VALU + LDS issue, LDS bandwidth) if they never
-overlapped. The prediction uses the sum bound, for long rows with every CU busy. Not modelled: memory latency (a
-tile's keys are loaded one tile ahead; at 64 heads no second wave on the SIMD hides it), barrier skew, clocks under
-load, the last wave of workgroups. Both paths of a wave-uniform branch in the loop are counted (the rope wave's and
-the nope waves' stores, for one).
+pattern's bank-conflict factor. Per wave: issue, 4 cycles an instruction of any kind (SALU, VMEM and branches
+too; not the "internal" s_nop, s_waitcnt, s_barrier, which the sequencer handles), the CDNA scheduler's rule as the
+ROCm Compute Profiler's performance model documents it (each cycle the scheduler serves one of a CU's 4 SIMDs, in
+turn, issuing at most one instruction a wave and one a kind among that SIMD's waves), so a SIMD's one wave at 64
+heads pays for every instruction in series, its two at 128 heads each for their own. Bounds of a tile: overlap = max(MFMA, VALU + LDS issue, LDS bandwidth, issue) if a SIMD's MFMAs ran
+under its other work perfectly; sum = max(MFMA + VALU + LDS issue, LDS bandwidth, a wave's instructions in series
+with its MFMAs at 16 cycles) if they never overlapped. The prediction uses the sum bound, for long rows with every
+CU busy. Not modelled: memory latency (a tile's keys are loaded one tile ahead; at 64 heads no second wave on the
+SIMD hides it), dependency stalls, barrier skew, clocks under load, the last wave of workgroups. Both paths of a
+wave-uniform branch in the loop are counted (the rope wave's and the nope waves' stores, for one).
 
 Each attention kernel exists for 64 heads a workgroup (h_q <= 64) and for 128 (h_q > 64); the report names the
 shape. Targets: the peak case (h_q 128, b 148, s_q 2, top-k 16384: the sparse 128-head kernels, 296 workgroups on
 304 CUs) >= 460 TFLOPS predicted under the sum bound, enforced; matrix-bound, MFMA cycles >= 1.25 x
 max(VALU + LDS issue, LDS bandwidth) for the 128-head kernels and >= 1.0 x for the 64-head ones, enforced for the
-kernels that have reached it (MATRIX_BOUND_REACHED: they may not fall back), printed for the others. A kernel for
+kernels that have reached it (MATRIX_BOUND_REACHED: they may not fall back), printed for the others. MFMA / issue
+is printed beside it: below 1, a wave's instruction stream, not the matrix cores, sets the pace. A kernel for
 caches in two fp8 formats holds both dequantization paths in its hot loop while a tile runs one: it is listed, and
 left out of the model.
 """
@@ -64,9 +69,12 @@ MATRIX_BOUND_REACHED = [
     "attention<Csr, e4m3fnuz, 128 heads>",
     "attention<Sparse, e4m3fn, 64 heads>",
     "attention<Sparse, e4m3fnuz, 64 heads>",
+    "attention<Csr, e4m3fn, 64 heads>",
     "attention<Csr, e4m3fnuz, 64 heads>",
 ]
 TRANSCENDENTAL = re.compile(r"^v_(exp|log|rcp|rsq|sqrt|sin|cos)_")
+# "Internal" instructions: the sequencer handles them without issuing them to a unit (not charged as issue).
+INTERNAL = re.compile(r"^s_(nop|waitcnt|barrier|sleep|setprio|sendmsg|sethalt|icache_inv|incperflevel|decperflevel)")
 RARE_MARK = "; flash_mla isa: rare path"
 
 
@@ -186,8 +194,9 @@ def instructions(lines, indices=None):
 
 def mix(lines, indices):
     counts = {"mfma": 0, "valu": 0, "valu_cycles": 0, "transcendental": 0, "lds": 0, "lds_bytes": 0, "vmem": 0,
-              "salu": 0, "barrier": 0}  # fmt: skip
+              "salu": 0, "barrier": 0, "issued": 0}  # fmt: skip
     for mnemonic, _ in instructions(lines, indices):
+        counts["issued"] += not INTERNAL.match(mnemonic)
         if mnemonic.startswith("v_mfma"):
             counts["mfma"] += 1
         elif mnemonic.startswith("v_"):
@@ -216,9 +225,13 @@ def tile_model(loop, lds_clocks, waves):
     model = {"mfma": waves * 16 * loop["mfma"], "valu": waves * loop["valu_cycles"], "lds_issue": waves * 4 * loop["lds"],
              "lds_bandwidth": lds_clocks}  # fmt: skip
     other = model["valu"] + model["lds_issue"]
-    model["overlap"] = max(model["mfma"], other, lds_clocks)
-    model["sum"] = max(model["mfma"] + other, lds_clocks)
+    # A wave issues at most one instruction every 4 cycles, of any kind: its own stream bounds the SIMD's tile.
+    model["issue"] = 4 * loop["issued"]
+    serial = 4 * (loop["issued"] - loop["mfma"]) + 16 * loop["mfma"]  # a wave, nothing of it overlapping
+    model["overlap"] = max(model["mfma"], other, lds_clocks, model["issue"])
+    model["sum"] = max(model["mfma"] + other, lds_clocks, serial)
     model["matrix_bound"] = model["mfma"] / max(other, lds_clocks)
+    model["issue_bound"] = model["mfma"] / model["issue"]
     flop = SIMDS_PER_CU * waves * loop["mfma"] * MFMA_FLOP  # a tile of one CU
     model["tflops_sum"] = flop / model["sum"] * CLOCK_HZ * CUS / 1e12
     model["tflops_overlap"] = flop / model["overlap"] * CLOCK_HZ * CUS / 1e12
@@ -299,16 +312,17 @@ def main(paths):
         print(f"{'all':52} {'':>10} {lds_bytes[heads] / 1024:>6.1f} {lds_clocks[heads]:>6}")
     print()
     print("Cycles of a tile: MFMA, VALU and LDS issue per SIMD (its 2 waves at 128 heads, 1 at 64), LDS bandwidth per "
-          "CU; bounds and the "
+          "CU, a wave's instruction issue; bounds and the "
           f"prediction for long rows ({CUS} CUs at {CLOCK_HZ / 1e9:.1f} GHz, every CU busy):")
-    print(f"{'kernel':52} {'MFMA':>5} {'VALU':>5} {'LDS iss':>7} {'LDS bw':>6} {'overlap':>7} {'sum':>5} "
-          f"{'TFLOPS sum':>10} {'overlap':>7} {'MFMA/max(other)':>15}")
+    print(f"{'kernel':52} {'MFMA':>5} {'VALU':>5} {'LDS iss':>7} {'LDS bw':>6} {'issue':>5} {'overlap':>7} {'sum':>5} "
+          f"{'TFLOPS sum':>10} {'overlap':>7} {'MFMA/max(other)':>15} {'MFMA/issue':>10}")
     modelled = [(name, heads, tile_model(loop, lds_clocks[heads], gfx942_lds_model.Shape(heads).waves // SIMDS_PER_CU))
                 for name, heads, loop in loops if ", extra " not in name]  # one fp8 format: one dequant path
     for name, heads, model in modelled:
         print(f"{name:52} {model['mfma']:>5.0f} {model['valu']:>5.0f} {model['lds_issue']:>7.0f} "
-              f"{model['lds_bandwidth']:>6.0f} {model['overlap']:>7.0f} {model['sum']:>5.0f} {model['tflops_sum']:>10.0f} "
-              f"{model['tflops_overlap']:>7.0f} {model['matrix_bound']:>15.2f}")
+              f"{model['lds_bandwidth']:>6.0f} {model['issue']:>5.0f} {model['overlap']:>7.0f} {model['sum']:>5.0f} "
+              f"{model['tflops_sum']:>10.0f} {model['tflops_overlap']:>7.0f} {model['matrix_bound']:>15.2f} "
+              f"{model['issue_bound']:>10.2f}")
     print()
     peaks = 0
     for name, heads, model in modelled:

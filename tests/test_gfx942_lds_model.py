@@ -219,6 +219,7 @@ SYNTHETIC_KERNEL = """\
 \ts_endpgm
 .LBB0_6:
 \tv_mfma_f32_16x16x16_bf16 a[4:7], v[0:1], v[2:3], a[4:7]
+\ts_waitcnt lgkmcnt(0)
 \ts_barrier
 \ts_cbranch_scc0 .LBB0_5
 \ts_branch .LBB0_2
@@ -236,3 +237,16 @@ def test_hot_loop_on_a_laid_out_control_flow_graph():
         "v_mfma_f32_16x16x16_bf16 a[4:7], v[0:1], v[2:3], a[4:7]",
     ], hot
     assert "s_barrier" in hot
+
+
+def test_issue_counts_every_instruction_but_the_sequencers():
+    """A wave issues an instruction every fourth cycle at most, of any kind: the synthetic hot loop's 2 MFMAs and 4
+    branches are 24 cycles of issue; its s_waitcnt and s_barrier, which the sequencer handles, are not. In series
+    with its MFMAs (16 cycles each) one wave takes 48 cycles, the sum bound."""
+    report = load_module("gfx942_isa_report", os.path.join(ROOT, ".ci", "gfx942_isa_report.py"))
+    lines = SYNTHETIC_KERNEL.splitlines()
+    counts = report.mix(lines, report.hot_loop(lines))
+    assert (counts["mfma"], counts["barrier"], counts["issued"]) == (2, 1, 6), counts
+    model = report.tile_model(counts, 8, 1)  # 8 clocks of LDS bandwidth
+    assert (model["mfma"], model["issue"], model["overlap"], model["sum"]) == (32, 24, 32, 48), model
+    assert model["issue_bound"] == 32 / 24

@@ -149,19 +149,21 @@ static_assert(read_slots_are_linear<WorkgroupShape<64>>() && read_slots_are_line
 // A lane's shares of one key tile, loaded a tile ahead: for each, elements [first, first + 4) of the keys 4g..4g+3.
 template <int kSharesPerLane>
 struct KeyShare {
-  u32x2 data[kSharesPerLane][4];        // nope: the 4 fp8 bytes in the low word; rope: the 4 bf16
-  uint32_t scale_bits[kSharesPerLane];  // nope: the elements' scale of the key this lane located, as loaded
-  uint64_t valid_lanes;  // bit l: the key lane l located exists and is valid (else it read Keys::locate's stand-in)
+  // nope: the 4 fp8 bytes in the low word and, for consecutive tokens (CsrKeys), the key's scale bits in the high
+  // word; rope: the 4 bf16.
+  u32x2 data[kSharesPerLane][4];
+  uint32_t scale_bits[kSharesPerLane];  // nope, located keys (SparseKeys): of the key this lane located, as loaded
+  uint64_t valid_lanes;  // bit l: the key lane l stands for exists and is valid (else its bytes read zeros)
   bool in_extra_cache;   // the tile's keys come from the extra cache (wave-uniform)
 };
 
-// Lane r of each DPP quad (lanes 4m..4m+3) of lane group g locates key 4 g + r of a tile and shares its addresses with
-// the quad: each key is located by 4 lanes of its group instead of all 16. Step 1, a tile ahead of step 2: the key's
-// index (negative: no key).
+// Lane r of each DPP quad (lanes 4m..4m+3) of lane group g stands for key 4 g + r of a tile: it fetches the key's
+// index (negative: no key), a tile ahead of the loads, and SparseKeys' lane locates the key for its quad (each key
+// located by 4 lanes of its group instead of all 16).
 template <class Keys>
 __device__ __forceinline__ int32_t fetch_key_index(const Keys& keys, int first_position, int end, unsigned lane) {
   const int position = first_position + 4 * (lane / 16) + lane % 4;  // key 4 g + r
-  return keys.tile(first_position).fetch(position, end);
+  return keys.tile(first_position, end).fetch(position);
 }
 
 // The first of the 4 elements of each key a lane dequantizes in share s: elements 64 s .. + 64 of a key.
@@ -192,41 +194,53 @@ struct ShareSpot {
   }
 };
 
-// Step 2: the lane's shares of the quad's keys. Every lane issues the same loads, without branches, so nothing
-// waits for them here: the bytes of each key a share (ShareSpot) and the scale of the key it located (a rope share's
-// is not used; the quad shares the scales when it dequantizes). A skipped key reads what Keys::locate gives for it.
+// Step 2: the lane's shares of the quad's keys, for tile positions [first_position, + 16) cut at `end`; `index` is
+// what fetch_key_index gave this lane. Nothing waits for the loads here.
+// Consecutive tokens (CsrKeys): each key's bytes and scale at constant strides from the tile's first token, through
+// range-checked loads (a key past the split's end reads zeros); one wave-uniform branch a share, nope or rope.
+// Located keys (SparseKeys): every lane issues the same loads, without branches: 8 bytes from each key a share (a
+// nope share's 4 and the 4 past them, a rope share's 8, all from the key's nope bytes) and the scale of the key it
+// located (a rope share's is not used). A skipped key reads what Keys::locate gives for it.
 template <class Keys, int kSharesPerLane>
-__device__ __forceinline__ KeyShare<kSharesPerLane> load_key_share(const Keys& keys, int first_position, int32_t index,
+__device__ __forceinline__ KeyShare<kSharesPerLane> load_key_share(const Keys& keys, int first_position, int end,
+                                                                   int32_t index, unsigned lane,
                                                                    const ShareSpot (&spots)[kSharesPerLane]) {
-  bool mine_valid;
-  const TokenBytes mine = keys.tile(first_position).locate(index, mine_valid);
+  const auto tile = keys.tile(first_position, end);
   KeyShare<kSharesPerLane> share;
-  share.valid_lanes = wave_ballot(mine_valid);
-  share.in_extra_cache = keys.tile(first_position).in_extra_cache;
+  share.in_extra_cache = tile.in_extra_cache;
+  if constexpr (Keys::kConsecutiveTokens) {
+    share.valid_lanes = wave_ballot(index >= 0);
+    const int first_key = 4 * (lane / 16);  // of the lane's group
 #pragma unroll
-  for (int s = 0; s < kSharesPerLane; ++s)
-    share.scale_bits[s] = keys.load_scale_bits(mine.scales + spots[s].scale_offset);
-  // 8 bytes from each key a share: a nope share's 4 and, where the row allows it (kNopeRowFollowed), 4 past them
-  // (one load width for all shares: no branch); else exactly its 4 (the high word is not read).
-  auto load_part = [&](u32x2& data, const uint8_t* part, const ShareSpot& spot) {
-    if (Keys::kNopeRowFollowed || !spot.nope) {
-      data = load_unaligned<u32x2>(part + spot.part_offset);
-    } else {
-      data = u32x2{load_unaligned<uint32_t>(part + spot.part_offset), 0u};
+    for (int s = 0; s < kSharesPerLane; ++s) {
+      if (spots[s].nope) {
+        for_each_quad_lane([&](auto key) {
+          constexpr int i = decltype(key)::value;
+          share.data[s][i] =
+              u32x2{tile.load_nope(first_key + i, spots[s]), tile.load_scale_bits(first_key + i, spots[s])};
+        });
+      } else {
+        for_each_quad_lane([&](auto key) {
+          constexpr int i = decltype(key)::value;
+          share.data[s][i] = tile.load_rope(first_key + i, spots[s]);
+        });
+      }
     }
-  };
-  for_each_quad_lane([&](auto source) {  // key `source` of the quad
-    constexpr int i = decltype(source)::value;
-    if constexpr (Keys::kRopeFollowsNope) {  // one pointer a key for all shares
+  } else {
+    static_assert(Keys::kRopeFollowsNope, "a located key's parts are found from its nope bytes");
+    bool mine_valid;
+    const TokenBytes mine = tile.locate(index, mine_valid);
+    share.valid_lanes = wave_ballot(mine_valid);
+#pragma unroll
+    for (int s = 0; s < kSharesPerLane; ++s)
+      share.scale_bits[s] = keys.load_scale_bits(mine.scales + spots[s].scale_offset);
+    for_each_quad_lane([&](auto key) {  // key i of the quad: one pointer for all shares
+      constexpr int i = decltype(key)::value;
       const uint8_t* const token = quad_broadcast<i>(mine.nope);
 #pragma unroll
-      for (int s = 0; s < kSharesPerLane; ++s) load_part(share.data[s][i], token, spots[s]);
-    } else {
-#pragma unroll
-      for (int s = 0; s < kSharesPerLane; ++s)
-        load_part(share.data[s][i], quad_broadcast<i>(spots[s].nope ? mine.nope : mine.rope), spots[s]);
-    }
-  });
+      for (int s = 0; s < kSharesPerLane; ++s) share.data[s][i] = load_unaligned<u32x2>(token + spots[s].part_offset);
+    });
+  }
   return share;
 }
 
@@ -281,13 +295,19 @@ __device__ __forceinline__ void store_key_share(const Keys& keys, SharedTiles& l
                                                 int s, const StoreBytes& at, bool nope) {
   u32x2(&rows)[4] = share.data[s];  // dequantized in place: a rope share's bf16 are stored as loaded
   if (nope) {  // wave-uniform: one branch for the 4 keys
-    // The scale of the key this lane located.
-    const float my_scale = keys.scale_value(share.scale_bits[s]);
+    // The quad's keys' scales: each key's as loaded with it, or the one quad lane i located for key i.
+    float scales[4];
+    for_each_quad_lane([&](auto key) {
+      constexpr int i = decltype(key)::value;
+      if constexpr (Keys::kConsecutiveTokens) {
+        scales[i] = keys.scale_value(rows[i][1]);
+      } else {
+        scales[i] = quad_broadcast<i>(keys.scale_value(share.scale_bits[s]));
+      }
+    });
     keys.with_dequant(share.in_extra_cache, [&](auto dequant) {
-      for_each_quad_lane([&](auto source) {  // key `source` of the quad, located by quad lane `source`
-        constexpr int i = decltype(source)::value;
-        rows[i] = dequant(rows[i][0], quad_broadcast<i>(my_scale));
-      });
+#pragma unroll
+      for (int i = 0; i < 4; ++i) rows[i] = dequant(rows[i][0], scales[i]);
     });
   }
 #pragma unroll
@@ -337,7 +357,7 @@ __global__ void __launch_bounds__(Shape::kThreads)
     return fetch_key_index(keys, range.begin + tile * kKeysPerTile, range.end, recomputed(lane));
   };
   auto load_tile = [&](int tile, int32_t index) {
-    return load_key_share(keys, range.begin + tile * kKeysPerTile, index, share_spots);
+    return load_key_share(keys, range.begin + tile * kKeysPerTile, range.end, index, recomputed(lane), share_spots);
   };
 
   // Q^T as B operands: this lane's head of each block, dims of chunk c in the same order as the K reads below.

@@ -1,12 +1,14 @@
 // Where a workgroup's keys come from. A key source maps a query row's key positions to the global bytes of each
-// key in two steps, so that the index load of a later tile overlaps the current one: tile(first).fetch(position)
-// reads the position's token index (a global load; a negative result means "no key"), locate turns it into
-// byte addresses (a stand-in's for no key or an invalid index). SparseKeys reads the paged MODEL1 cache through top-k
-// indices (main cache, then extra cache) with e8m0 scales; CsrKeys reads a CSR range of decode's separate nope / rope /
-// fp32-scale tensors. A scale is loaded as raw bits and decoded when the key is dequantized (its load is still in
-// flight before). with_dequant(in_extra_cache, f) calls f(dequant), dequant(bytes, scale) turning a lane's 4 fp8 bytes
-// of a key into bf16 in the format of the tile's cache: SparseKeys has one format for the main cache and one for the
-// extra cache (they may differ: then one wave-uniform branch a tile around all of f), CsrKeys one.
+// key. tile(first, end) is the tile of positions [first, first + 16) cut at the split's end; its fetch(position)
+// gives the position's token index (negative: no key), a tile ahead of the loads, so that the index load of a later
+// tile overlaps the current one. SparseKeys reads the paged MODEL1 cache through top-k indices (main cache, then extra
+// cache) with e8m0 scales: a lane locates one key (locate: its byte addresses, a stand-in's for no key or an invalid
+// index) and shares them with its DPP quad. CsrKeys reads a CSR range of decode's separate nope / rope / fp32-scale
+// tensors: a tile is consecutive tokens (kConsecutiveTokens), read through range-checked loads at constant strides
+// from the tile's first token. A scale is loaded as raw bits and decoded when the key is dequantized (its load is
+// still in flight before). with_dequant(in_extra_cache, f) calls f(dequant), dequant(bytes, scale) turning a lane's
+// 4 fp8 bytes of a key into bf16 in the format of the tile's cache: SparseKeys has one format for the main cache and
+// one for the extra cache (they may differ: then one wave-uniform branch a tile around all of f), CsrKeys one.
 #pragma once
 
 #include <cstdint>
@@ -42,16 +44,19 @@ struct SparseKeys {
 
   __device__ int num_positions() const { return padded_main_length + (lists.total - lists.main_length); }
 
+  static constexpr bool kConsecutiveTokens = false;
+
   // The keys of the tile starting at (wave-uniform) position `first`: entries of one list.
   struct TileKeys {
     const SparseKVSource& source;
     const int32_t* list;
     int first_position;  // of the list's entry 0
     int length;          // of the list
+    int end;             // the split's end position
     bool in_extra_cache;
 
-    // The index at `position`, or -1 at or past `end` (the split's) or past the list.
-    __device__ int32_t fetch(int position, int end) const {
+    // The index at `position`, or -1 at or past the split's end or past the list.
+    __device__ int32_t fetch(int position) const {
       const int entry = position - first_position;
       return position < end && entry < length ? list[entry] : -1;
     }
@@ -65,16 +70,19 @@ struct SparseKeys {
     }
   };
 
-  __device__ TileKeys tile(int first) const {
+  __device__ TileKeys tile(int first, int end) const {
     const bool main = first < padded_main_length;
-    return {p.sources[main ? 0 : 1], main ? lists.main_list : lists.extra_list,
-            main ? 0 : padded_main_length, main ? lists.main_length : lists.total - lists.main_length, !main};
+    return {p.sources[main ? 0 : 1],
+            main ? lists.main_list : lists.extra_list,
+            main ? 0 : padded_main_length,
+            main ? lists.main_length : lists.total - lists.main_length,
+            end,
+            !main};
   }
 
   static constexpr int kScaleBytes = 1;  // e8m0
   // A token's nope bytes are followed by its rope bytes (either layout): 8 bytes from any nope element are readable,
   // and a rope element is found from the nope bytes.
-  static constexpr bool kNopeRowFollowed = true;
   static constexpr bool kRopeFollowsNope = true;
   __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint8_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return e8m0_to_float(uint8_t(bits)); }
@@ -101,7 +109,6 @@ struct SparseKeys {
 template <Fp8Format kFormat>
 struct CsrKeys {
   using Params = DecodeParams;
-  static constexpr bool in_extra_cache = false;  // one token list, one format
 
   const Params& p;
   TokenRange range;
@@ -111,23 +118,45 @@ struct CsrKeys {
 
   __device__ int num_positions() const { return int(range.end - range.begin); }
 
-  // No load: the range is the token list.
-  __device__ int32_t fetch(int position, int end) const { return position < end ? position : -1; }
+  static constexpr bool kConsecutiveTokens = true;
+  static constexpr int kNopeRowBytes = kNopeDim, kRopeRowBytes = 2 * kRopeDim, kScaleRowBytes = 4 * kNumScaleTiles;
 
-  // The position's token and valid = true; for -1 (no key: past the split's end) the range's first token, read and
-  // weighted 0: its values times p = 0 add nothing (were one of them not finite, the row's output is not either).
-  // The kernel locates only in splits with keys, so that token exists.
-  __device__ TokenBytes locate(int32_t position, bool& valid) const {
-    valid = position >= 0;
-    return csr_token_bytes(p, range.begin + (valid ? position : 0));
+  // Tokens first .. first + 15 of the range, key k at k row strides from the tile's first token in each tensor. Each
+  // range ends at the split's end, so a key past it reads zeros (weighted 0, they add nothing), and no position
+  // reads outside the row's tokens.
+  struct TileKeys {
+    static constexpr bool in_extra_cache = false;  // one token list, one format
+    CheckedRange nope, rope, scales;
+    int end;  // the split's end position
+
+    // The position itself, or -1 at or past the split's end.
+    __device__ int32_t fetch(int position) const { return position < end ? position : -1; }
+
+    // Key `key`'s bytes at a nope share's 4 or a rope share's 8 (ShareSpot), and a nope share's scale.
+    template <class Spot>
+    __device__ uint32_t load_nope(int key, const Spot& spot) const {
+      return load_checked<uint32_t>(nope, key * kNopeRowBytes + spot.part_offset, 0);
+    }
+    template <class Spot>
+    __device__ u32x2 load_rope(int key, const Spot& spot) const {
+      return load_checked<u32x2>(rope, key * kRopeRowBytes + spot.part_offset, 0);
+    }
+    template <class Spot>
+    __device__ uint32_t load_scale_bits(int key, const Spot& spot) const {
+      return load_checked<uint32_t>(scales, key * kScaleRowBytes, spot.scale_offset);  // the tile: wave-uniform
+    }
+  };
+
+  __device__ TileKeys tile(int first, int end) const {
+    const int keys = end - first < kKeysPerTile ? (end > first ? end - first : 0) : kKeysPerTile;
+    const int64_t token = range.begin + first;
+    return {checked_range(p.kv_nope + token * kNopeRowBytes, uint32_t(keys * kNopeRowBytes)),
+            checked_range(p.kv_rope + token * kRopeDim, uint32_t(keys * kRopeRowBytes)),
+            checked_range(p.kv_scales + token * kNumScaleTiles, uint32_t(keys * kScaleRowBytes)), end};
   }
 
-  __device__ const CsrKeys& tile(int) const { return *this; }
-
   static constexpr int kScaleBytes = 4;            // fp32
-  static constexpr bool kNopeRowFollowed = false;  // the last token's nope row may end the nope tensor
   static constexpr bool kRopeFollowsNope = false;  // nope and rope are separate tensors
-  __device__ uint32_t load_scale_bits(const uint8_t* scale) const { return load_unaligned<uint32_t>(scale); }
   __device__ float scale_value(uint32_t bits) const { return __builtin_bit_cast(float, bits); }
 
   static constexpr bool kE4m3fnHalved = kFormat == Fp8Format::kE4M3FN;  // as SparseKeys'

@@ -136,6 +136,59 @@ __device__ __forceinline__ void store_unaligned(void* address, T value) {
 #endif
 }
 
+// Global memory read through a raw buffer resource (4 scalar registers: base, size, format): a load at a lane offset
+// at or past `size` bytes reads zeros instead of memory, checked by the hardware. The lane offset (the instruction's
+// constant part included) is checked; a wave-uniform offset added to it may not be (callers keep lane offset +
+// uniform offset + the load's bytes inside the record the lane offset starts in). The host (HIP's host pass, the
+// emulation) reads the same bytes and zeros.
+struct CheckedRange {
+#if defined(__HIP_DEVICE_COMPILE__)
+  typedef int32_t Resource __attribute__((ext_vector_type(4)));
+  Resource resource;
+#else
+  const uint8_t* base;
+  uint32_t size;
+#endif
+};
+
+#if defined(__HIP_DEVICE_COMPILE__)
+// The buffer load intrinsics by their LLVM names (the clang builtins for them are newer than LLVM 17).
+__device__ uint32_t raw_buffer_load_b32(CheckedRange::Resource resource, int lane_offset, int uniform_offset,
+                                        int cache_policy) __asm("llvm.amdgcn.raw.buffer.load.i32");
+__device__ u32x2 raw_buffer_load_b64(CheckedRange::Resource resource, int lane_offset, int uniform_offset,
+                                     int cache_policy) __asm("llvm.amdgcn.raw.buffer.load.v2i32");
+#endif
+
+// base and size wave-uniform.
+__device__ __forceinline__ CheckedRange checked_range(const void* base, uint32_t size) {
+#if defined(__HIP_DEVICE_COMPILE__)
+  const uint64_t address = reinterpret_cast<uintptr_t>(base);
+  // Word 1: the high address bits and stride 0 (a raw buffer); word 3: gfx9's 32-bit data format, no swizzle.
+  return {{int32_t(uint32_t(address)), int32_t(uint32_t(address >> 32) & 0xFFFFu), int32_t(size), 0x00020000}};
+#else
+  return {static_cast<const uint8_t*>(base), size};
+#endif
+}
+
+// A uint32_t or a u32x2 at lane_offset + uniform_offset bytes into `range`, or zeros.
+template <class T>
+__device__ __forceinline__ T load_checked(const CheckedRange& range, uint32_t lane_offset, uint32_t uniform_offset) {
+  static_assert(std::is_same_v<T, uint32_t> || std::is_same_v<T, u32x2>, "a dword or two");
+#if defined(__HIP_DEVICE_COMPILE__)
+  if constexpr (std::is_same_v<T, uint32_t>) {
+    return raw_buffer_load_b32(range.resource, int(lane_offset), int(uniform_offset), 0);
+  } else {
+    return raw_buffer_load_b64(range.resource, int(lane_offset), int(uniform_offset), 0);
+  }
+#else
+  if (lane_offset >= range.size) return T{};
+  if (lane_offset + uniform_offset + sizeof(T) > range.size) __builtin_trap();  // a caller broke the contract above
+  T value;
+  __builtin_memcpy(&value, range.base + lane_offset + uniform_offset, sizeof(T));
+  return value;
+#endif
+}
+
 // Marks the branch it sits in as rarely taken, so that the ISA report (.ci/gfx942_isa_report.py) counts a key tile
 // without it. The mark is an AMDGPU assembly comment: device code only.
 __device__ __forceinline__ void isa_rare_path() {
