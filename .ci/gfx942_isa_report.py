@@ -2,27 +2,30 @@
 
 Reads the assembly clang emits for each kernels/gfx942/*.hip source (device-only, gfx942) and prints, per kernel:
 registers, LDS, scratch, the waves per SIMD they allow; for the attention kernels the instruction mix of one key
-tile (the hot loop: of the innermost loops of the control-flow graph, the one with the most MFMAs, minus the blocks
-the kernel marks rare (isa_rare_path() in primitives.h) and the blocks they dominate), the LDS traffic of a tile
+tile (the hot loop: of the innermost loops of the control-flow graph that hold MFMAs, the one with the most, minus the
+blocks the kernel marks rare (isa_rare_path() in primitives.h) and the blocks they dominate), the LDS traffic of a tile
 with its bank conflicts (.ci/gfx942_lds_model.py, from the addresses the kernel uses) and the cost model below.
 Exits non-zero when a kernel uses scratch, spills, calls a function, an attention kernel has no bf16 MFMA in its
-hot loop or exceeds its register/LDS budget, the LDS model's bytes differ from the compiled hot loop's, or a target
-below is missed.
+hot loop, has a waterfall loop there (s_cbranch_execnz) or exceeds its register/LDS budget, the LDS model's bytes
+differ from the compiled hot loop's, or a target below is missed.
 
 Cost model of one key tile (MI300X: 304 CUs of 4 SIMDs at 2.1 GHz; an attention workgroup alone on a CU: 8 waves,
 2 a SIMD, at 128 heads; 4 waves, 1 a SIMD, at 64). Per SIMD: v_mfma_f32_16x16x16_bf16 = 16 cycles (1307 TFLOP/s /
 1216 SIMDs / 2.1 GHz = 512 FLOP a clock, 8192 FLOP an MFMA); a VALU instruction 4 cycles (16 lanes a clock), a
 transcendental 16; an LDS instruction 4 issue cycles. Per CU: LDS bandwidth 128 bytes a clock, times each access
 pattern's bank-conflict factor. Per wave: issue, 4 cycles an instruction of any kind (SALU, VMEM and branches
-too; not the "internal" s_nop, s_waitcnt, s_barrier, which the sequencer handles), the CDNA scheduler's rule as the
-ROCm Compute Profiler's performance model documents it (each cycle the scheduler serves one of a CU's 4 SIMDs, in
-turn, issuing at most one instruction a wave and one a kind among that SIMD's waves), so a SIMD's one wave at 64
-heads pays for every instruction in series, its two at 128 heads each for their own. Bounds of a tile: overlap = max(MFMA, VALU + LDS issue, LDS bandwidth, issue) if a SIMD's MFMAs ran
-under its other work perfectly; sum = max(MFMA + VALU + LDS issue, LDS bandwidth, a wave's instructions in series
-with its MFMAs at 16 cycles) if they never overlapped. The prediction uses the sum bound, for long rows with every
-CU busy. Not modelled: memory latency (a tile's keys are loaded one tile ahead; at 64 heads no second wave on the
-SIMD hides it), dependency stalls, barrier skew, clocks under load, the last wave of workgroups. Both paths of a
-wave-uniform branch in the loop are counted (the rope wave's and the nope waves' stores, for one).
+too; not the "internal" s_nop, s_waitcnt, s_barrier, which the sequencer handles). That is the CDNA scheduler's rule
+as the ROCm Compute Profiler's performance model documents it: each cycle the scheduler serves one of a CU's 4
+SIMDs, in turn, issuing at most one instruction a wave and one a kind among that SIMD's waves, MFMAs in the VALU's
+kind. So a SIMD's one wave at 64 heads pays for every instruction in series, its two at 128 heads each for their
+own, and a SIMD's MFMAs and VALU instructions share one issue port (4 cycles an MFMA, a VALU's cycles). Bounds of
+a tile: overlap = max(MFMA, VALU + LDS issue, LDS bandwidth, issue, the VALU port) if a SIMD's MFMAs ran under its
+other work perfectly; sum = max(MFMA + VALU + LDS issue, LDS bandwidth, a wave's instructions in series with its
+MFMAs at 16 cycles and its VALU at their cycles) if they never overlapped. The prediction uses the sum bound, for
+long rows with every CU busy. Not modelled: memory latency (a tile's keys are loaded one tile ahead; at 64 heads no
+second wave on the SIMD hides it), dependency stalls, slower integer VALU (64-bit multiplies, counted at 4 cycles),
+barrier skew, clocks under load, the last wave of workgroups. Both paths of a wave-uniform branch in the loop are
+counted (the rope wave's and the nope waves' stores, for one).
 
 Each attention kernel exists for 64 heads a workgroup (h_q <= 64) and for 128 (h_q > 64); the report names the
 shape. Targets: the peak case (h_q 128, b 148, s_q 2, top-k 16384: the sparse 128-head kernels, 296 workgroups on
@@ -154,10 +157,11 @@ def dominators(successors):
 
 
 def hot_loop(lines):
-    """The key-tile loop: of the innermost natural loops (no other loop inside), the one with the most MFMAs, as a
-    sorted list of line indices of its instructions outside the paths the kernel marks rare (blocks a block holding
-    the isa_rare_path() mark dominates); None without a loop. Blocks, not line ranges: the compiler may lay a loop's
-    blocks out anywhere."""
+    """The key-tile loop: of the innermost natural loops with MFMAs (no other loop with MFMAs inside; a loop without
+    them inside, a waterfall loop, is part of it), the one with the most MFMAs, as a sorted list of line indices of
+    its instructions outside the paths the kernel marks rare (blocks a block holding the isa_rare_path() mark
+    dominates); None without such a loop. Blocks, not line ranges: the compiler may lay a loop's blocks out
+    anywhere."""
     blocks = basic_blocks(lines)
     successors = control_flow(lines, blocks)
     dominating, predecessors = dominators(successors)
@@ -172,12 +176,12 @@ def hot_loop(lines):
                         body.add(block)
                         stack.extend(predecessors[block])
                 loops.setdefault(head, set()).update(body)
-    innermost = [body for head, body in loops.items()
-                 if not any(other != head and other in body for other in loops)]  # fmt: skip
-
     def mfmas(body):
         return sum(MFMA in lines[i] for k in body for i in range(*blocks[k]))
 
+    with_mfmas = {head: body for head, body in loops.items() if mfmas(body)}
+    innermost = [body for head, body in with_mfmas.items()
+                 if not any(other != head and other in body for other in with_mfmas)]  # fmt: skip
     if not innermost:
         return None
     body = max(innermost, key=mfmas)
@@ -227,8 +231,9 @@ def tile_model(loop, lds_clocks, waves):
     other = model["valu"] + model["lds_issue"]
     # A wave issues at most one instruction every 4 cycles, of any kind: its own stream bounds the SIMD's tile.
     model["issue"] = 4 * loop["issued"]
-    serial = 4 * (loop["issued"] - loop["mfma"]) + 16 * loop["mfma"]  # a wave, nothing of it overlapping
-    model["overlap"] = max(model["mfma"], other, lds_clocks, model["issue"])
+    valu_port = waves * (4 * loop["mfma"] + loop["valu_cycles"])  # MFMAs issue in the VALU's kind
+    serial = 16 * loop["mfma"] + loop["valu_cycles"] + 4 * (loop["issued"] - loop["mfma"] - loop["valu"])  # a wave
+    model["overlap"] = max(model["mfma"], other, lds_clocks, model["issue"], valu_port)
     model["sum"] = max(model["mfma"] + other, lds_clocks, serial)
     model["matrix_bound"] = model["mfma"] / max(other, lds_clocks)
     model["issue_bound"] = model["mfma"] / model["issue"]
@@ -285,6 +290,9 @@ def main(paths):
                                     f"barriers, not whole tiles of {shape.mfma_per_wave_tile} and {BARRIERS_PER_TILE}: "
                                     "the loop analysis took the wrong blocks")
                     continue
+                if any(t == "s_cbranch_execnz" for t, _ in instructions(lines, loop)):
+                    failures.append(f"{name}: a waterfall loop in the hot loop (s_cbranch_execnz: a value the kernel "
+                                    "means to be wave-uniform, a buffer resource or a scalar offset, is not)")
                 loops.append((name, heads, {k: v / trips for k, v in counts.items()}))
     traffic = {heads: gfx942_lds_model.tile_traffic(heads) for heads in MATRIX_BOUND_MARGIN}
     lds_bytes = {heads: sum(b for _, b, _, _ in t.values()) for heads, t in traffic.items()}
@@ -312,8 +320,8 @@ def main(paths):
         print(f"{'all':52} {'':>10} {lds_bytes[heads] / 1024:>6.1f} {lds_clocks[heads]:>6}")
     print()
     print("Cycles of a tile: MFMA, VALU and LDS issue per SIMD (its 2 waves at 128 heads, 1 at 64), LDS bandwidth per "
-          "CU, a wave's instruction issue; bounds and the "
-          f"prediction for long rows ({CUS} CUs at {CLOCK_HZ / 1e9:.1f} GHz, every CU busy):")
+          f"CU, a wave's instruction issue; bounds and the prediction for long rows ({CUS} CUs at "
+          f"{CLOCK_HZ / 1e9:.1f} GHz, every CU busy):")
     print(f"{'kernel':52} {'MFMA':>5} {'VALU':>5} {'LDS iss':>7} {'LDS bw':>6} {'issue':>5} {'overlap':>7} {'sum':>5} "
           f"{'TFLOPS sum':>10} {'overlap':>7} {'MFMA/max(other)':>15} {'MFMA/issue':>10}")
     modelled = [(name, heads, tile_model(loop, lds_clocks[heads], gfx942_lds_model.Shape(heads).waves // SIMDS_PER_CU))

@@ -219,7 +219,6 @@ SYNTHETIC_KERNEL = """\
 \ts_endpgm
 .LBB0_6:
 \tv_mfma_f32_16x16x16_bf16 a[4:7], v[0:1], v[2:3], a[4:7]
-\ts_waitcnt lgkmcnt(0)
 \ts_barrier
 \ts_cbranch_scc0 .LBB0_5
 \ts_branch .LBB0_2
@@ -240,13 +239,48 @@ def test_hot_loop_on_a_laid_out_control_flow_graph():
 
 
 def test_issue_counts_every_instruction_but_the_sequencers():
-    """A wave issues an instruction every fourth cycle at most, of any kind: the synthetic hot loop's 2 MFMAs and 4
-    branches are 24 cycles of issue; its s_waitcnt and s_barrier, which the sequencer handles, are not. In series
-    with its MFMAs (16 cycles each) one wave takes 48 cycles, the sum bound."""
+    """A wave issues an instruction every fourth cycle at most, of any kind: this loop's 9 issued instructions are 36
+    cycles, more than its 2 MFMAs' 32 (the overlap bound); its s_waitcnt and s_barrier, which the sequencer
+    handles, are not issued. In series one wave takes 16 an MFMA, a VALU its cycles (16 a transcendental) and 4 for
+    the rest: 72, the sum bound."""
     report = load_module("gfx942_isa_report", os.path.join(ROOT, ".ci", "gfx942_isa_report.py"))
-    lines = SYNTHETIC_KERNEL.splitlines()
+    lines = """\
+.LBB0_1:
+\tv_mfma_f32_16x16x16_bf16 a[0:3], v[0:1], v[2:3], a[0:3]
+\tv_mfma_f32_16x16x16_bf16 a[4:7], v[0:1], v[2:3], a[4:7]
+\tv_exp_f32_e32 v1, v1
+\tv_add_f32_e32 v2, v2, v2
+\tds_read_b128 v[4:7], v8
+\ts_waitcnt lgkmcnt(0)
+\ts_barrier
+\ts_mov_b32 s1, s2
+\ts_mov_b32 s3, s4
+\ts_add_i32 s0, s0, 1
+\ts_cbranch_scc0 .LBB0_1
+\ts_endpgm
+""".splitlines()
     counts = report.mix(lines, report.hot_loop(lines))
-    assert (counts["mfma"], counts["barrier"], counts["issued"]) == (2, 1, 6), counts
+    assert (counts["mfma"], counts["valu"], counts["valu_cycles"], counts["issued"]) == (2, 2, 20, 9), counts
     model = report.tile_model(counts, 8, 1)  # 8 clocks of LDS bandwidth
-    assert (model["mfma"], model["issue"], model["overlap"], model["sum"]) == (32, 24, 32, 48), model
-    assert model["issue_bound"] == 32 / 24
+    assert (model["mfma"], model["issue"], model["overlap"], model["sum"]) == (32, 36, 36, 72), model
+    assert model["issue_bound"] == 32 / 36
+
+
+def test_a_waterfall_loop_stays_inside_the_hot_loop():
+    """A loop without MFMAs inside the tile loop (a waterfall loop: the compiler's answer to a divergent value used
+    as a scalar) belongs to the hot loop, so that the report sees its s_cbranch_execnz and fails."""
+    report = load_module("gfx942_isa_report", os.path.join(ROOT, ".ci", "gfx942_isa_report.py"))
+    lines = """\
+.LBB0_1:
+\tv_mfma_f32_16x16x16_bf16 a[0:3], v[0:1], v[2:3], a[0:3]
+.LBB0_2:
+\tv_readfirstlane_b32 s2, v0
+\ts_and_saveexec_b64 vcc, vcc
+\tbuffer_load_dword v1, v42, s[44:47], s2 offen
+\ts_xor_b64 exec, exec, vcc
+\ts_cbranch_execnz .LBB0_2
+\ts_cbranch_scc0 .LBB0_1
+\ts_endpgm
+""".splitlines()
+    hot = [mnemonic for mnemonic, _ in report.instructions(lines, report.hot_loop(lines))]
+    assert "v_mfma_f32_16x16x16_bf16" in hot and "s_cbranch_execnz" in hot, hot

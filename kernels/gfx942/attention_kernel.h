@@ -210,7 +210,9 @@ __device__ __forceinline__ KeyShare<kSharesPerLane> load_key_share(const Keys& k
   share.in_extra_cache = tile.in_extra_cache;
   if constexpr (Keys::kConsecutiveTokens) {
     share.valid_lanes = wave_ballot(index >= 0);
-    const int first_key = 4 * (lane / 16);  // of the lane's group
+    // Of the lane's group; % 4 restates lane < 64 for the compiler where the lane is recomputed (recompute_from), so
+    // that the keys' offsets stay 32-bit arithmetic.
+    const int first_key = 4 * (lane / 16 % 4);
 #pragma unroll
     for (int s = 0; s < kSharesPerLane; ++s) {
       if (spots[s].nope) {
@@ -244,9 +246,9 @@ __device__ __forceinline__ KeyShare<kSharesPerLane> load_key_share(const Keys& k
   return share;
 }
 
-// The lanes whose element e is a valid key: lane group g holds key 4 g + e there, which lane 16 g + e located (its
-// bit of `valid_lanes`, wave_ballot of the locating lanes); that bit spread over the group's 16 lanes. Wave-uniform:
-// scalar instructions.
+// The lanes whose element e is a valid key: lane group g holds key 4 g + e there, which lane 16 g + e stands for (its
+// bit of `valid_lanes`, wave_ballot of those lanes); that bit spread over the group's 16 lanes. Wave-uniform: scalar
+// instructions.
 __device__ __forceinline__ uint64_t lanes_of_valid_key(uint64_t valid_lanes, int e) {
   return ((valid_lanes >> e) & 0x0001000100010001ull) * 0xFFFFull;
 }
@@ -401,7 +403,7 @@ __global__ void __launch_bounds__(Shape::kThreads)
   if (num_tiles > 0) next = load_tile(0, fetch_tile(0));
   store_tile(tiles[0], next);
   uint64_t valid_lanes = next.valid_lanes;  // of the tile in LDS
-  if (num_tiles > 0) next = load_tile(1, next_index);
+  if (num_tiles > 1) next = load_tile(1, next_index);
   next_index = fetch_tile(2);
   workgroup_barrier();
   // What a tile's softmax leaves for its PV: P^T of every block and, where a running max moved (rare), the factor

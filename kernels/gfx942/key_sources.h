@@ -122,8 +122,8 @@ struct CsrKeys {
   static constexpr int kNopeRowBytes = kNopeDim, kRopeRowBytes = 2 * kRopeDim, kScaleRowBytes = 4 * kNumScaleTiles;
 
   // Tokens first .. first + 15 of the range, key k at k row strides from the tile's first token in each tensor. Each
-  // range ends at the split's end, so a key past it reads zeros (weighted 0, they add nothing), and no position
-  // reads outside the row's tokens.
+  // range ends at the split's end, so a key past it reads zeros (its score is masked by fetch's -1; its values add
+  // nothing), and no load within a key's row (load_checked's contract) reads outside the row's tokens.
   struct TileKeys {
     static constexpr bool in_extra_cache = false;  // one token list, one format
     CheckedRange nope, rope, scales;
@@ -143,7 +143,8 @@ struct CsrKeys {
     }
     template <class Spot>
     __device__ uint32_t load_scale_bits(int key, const Spot& spot) const {
-      return load_checked<uint32_t>(scales, key * kScaleRowBytes, spot.scale_offset);  // the tile: wave-uniform
+      // The share's scale tile is wave-uniform: a scalar offset, inside the key's row.
+      return load_checked<uint32_t>(scales, key * kScaleRowBytes, spot.scale_offset);
     }
   };
 
