@@ -198,9 +198,10 @@ def instructions(lines, indices=None):
 
 def mix(lines, indices):
     counts = {"mfma": 0, "valu": 0, "valu_cycles": 0, "transcendental": 0, "lds": 0, "lds_bytes": 0, "vmem": 0,
-              "salu": 0, "barrier": 0, "issued": 0}  # fmt: skip
+              "salu": 0, "barrier": 0, "issued": 0, "waterfall": 0}  # fmt: skip
     for mnemonic, _ in instructions(lines, indices):
         counts["issued"] += not INTERNAL.match(mnemonic)
+        counts["waterfall"] += mnemonic == "s_cbranch_execnz"  # a waterfall loop's back edge
         if mnemonic.startswith("v_mfma"):
             counts["mfma"] += 1
         elif mnemonic.startswith("v_"):
@@ -276,21 +277,21 @@ def main(paths):
                 failures.append(f"{name}: calls a function")
             if "attention_kernel" in symbol:
                 loop = hot_loop(lines)
-                if loop is None or mix(lines, loop)["mfma"] == 0:
+                counts = mix(lines, loop) if loop is not None else None
+                if counts is None or counts["mfma"] == 0:
                     failures.append(f"{name}: no {MFMA} in a loop")
                     continue
                 heads = workgroup_heads(symbol)
                 shape = gfx942_lds_model.Shape(heads)
                 if waves < shape.waves // SIMDS_PER_CU or m[".group_segment_fixed_size"] > 65536:
                     failures.append(f"{name}: over its register/LDS budget")
-                counts = mix(lines, loop)
                 trips = max(counts["mfma"] // shape.mfma_per_wave_tile, 1)  # tiles a loop trip runs
                 if counts["mfma"] != trips * shape.mfma_per_wave_tile or counts["barrier"] != trips * BARRIERS_PER_TILE:
                     failures.append(f"{name}: the hot loop found holds {counts['mfma']} MFMAs and {counts['barrier']} "
                                     f"barriers, not whole tiles of {shape.mfma_per_wave_tile} and {BARRIERS_PER_TILE}: "
                                     "the loop analysis took the wrong blocks")
                     continue
-                if any(t == "s_cbranch_execnz" for t, _ in instructions(lines, loop)):
+                if counts["waterfall"]:
                     failures.append(f"{name}: a waterfall loop in the hot loop (s_cbranch_execnz: a value the kernel "
                                     "means to be wave-uniform, a buffer resource or a scalar offset, is not)")
                 loops.append((name, heads, {k: v / trips for k, v in counts.items()}))

@@ -334,10 +334,9 @@ __global__ void __launch_bounds__(Shape::kThreads)
   auto recomputed = [](int value) { return Shape::kRecomputeLaneValues ? recompute_from(value) : value; };
   // The wave that owns local block b of this wave (computes its softmax): the wave of dim part + b.
   auto owner_of = [&](int b) { return Shape::wave_of(head_group, (dim_part + b) % kBlocks); };
-  // The head of MFMA column `column` (a lane's lane_row) in local block b: the block its owner's dim part numbers.
+  // The head of MFMA column `column` (a lane's lane_row) in local block b: blocks are numbered as their owners.
   auto head_of = [&](int b, int column) {
-    const int block = head_group + Shape::kHeadGroups * ((dim_part + b) % kBlocks);
-    return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * block + column;
+    return workgroup_index_y() * Shape::kHeadsPerWorkgroup + 16 * owner_of(b) + column;
   };
   // This lane dequantizes elements [64 s + 4 lane_row, + 4) of keys 4 * lane_group + i for its shares
   // s = wave + kWaves i: where they lie in a key, and where they go in LDS.
@@ -512,7 +511,6 @@ __global__ void __launch_bounds__(Shape::kThreads)
     accumulate_values(lds);
     return true;
   };
-
 
   // The tile loop, two tiles a trip; left for the rare rescale of O (then that tile's PV) and entered again, at an
   // odd tile too.

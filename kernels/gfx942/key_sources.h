@@ -93,16 +93,15 @@ struct SparseKeys {
   // e8m0 scales are powers of two: the products are exact in bf16.
   template <class F>
   __device__ void with_dequant(bool in_extra_cache, F&& f) const {
-    auto main = [](uint32_t bytes, float scale) {
-      return dequant_fp8x4_to_bf16<kMainFormat, true, kE4m3fnHalved>(bytes, scale);
-    };
-    if constexpr (kMainFormat == kExtraFormat) {
-      f(main);
-    } else if (in_extra_cache) {
-      f([](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kExtraFormat, true>(bytes, scale); });
-    } else {
-      f(main);
+    if constexpr (kMainFormat != kExtraFormat) {
+      if (in_extra_cache) {
+        f([](uint32_t bytes, float scale) { return dequant_fp8x4_to_bf16<kExtraFormat, true>(bytes, scale); });
+        return;
+      }
     }
+    f([](uint32_t bytes, float scale) {
+      return dequant_fp8x4_to_bf16<kMainFormat, true, kE4m3fnHalved>(bytes, scale);
+    });
   }
 };
 
